@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The one command that tests everything, on a fresh Debian 12 machine with
+# Node 20 and npm only: it installs what it needs (Debian packages when root,
+# pnpm through npx), then installs, builds, lints and runs every test.
+#
+#   ./scripts/test-all.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export TURBO_TELEMETRY_DISABLED=1 DO_NOT_TRACK=1 TURBO_NO_UPDATE_NOTIFIER=1
+export COREPACK_INTEGRITY_KEYS=0
+
+# Debian packages the build and the tests use (checked with dpkg, installed when missing).
+DEBIAN_PACKAGES=(make pkg-config libfuse3-dev fuse3)
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing Debian packages: ${missing[*]}; install them (sudo apt-get install ${missing[*]}) and run again" >&2
+    exit 1
+  fi
+  echo "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# pnpm, pinned by package.json's packageManager field, through npx (corepack's
+# signature check fails on some Node 20 builds).
+PNPM_VERSION=$(node -p "require('./package.json').packageManager.split('@')[1]")
+pnpm() { npx -y "pnpm@${PNPM_VERSION}" "$@"; }
+
+pnpm install --frozen-lockfile
+rm -f packages/*/.vitest-report.json e2e/.vitest-report.json
+pnpm build
+status=0
+pnpm test || status=$?
+if [ "$status" -eq 0 ]; then pnpm test:e2e || status=$?; fi
+node scripts/test-summary.mjs || true
+exit "$status"

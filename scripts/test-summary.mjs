@@ -1,0 +1,26 @@
+// Adds up the JSON reports every vitest run leaves (`.vitest-report.json`
+// beside each package) and prints one closing line: "N passed, N failed".
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const dirs = [
+  ...readdirSync(join(root, 'packages')).map((name) => join(root, 'packages', name)),
+  join(root, 'e2e'),
+];
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+for (const dir of dirs) {
+  const file = join(dir, '.vitest-report.json');
+  if (!existsSync(file)) continue;
+  const report = JSON.parse(readFileSync(file, 'utf8'));
+  passed += report.numPassedTests;
+  failed += report.numFailedTests;
+  skipped += report.numPendingTests + (report.numTodoTests ?? 0);
+  console.log(
+    `${dir.slice(root.length)}: ${report.numPassedTests} passed, ${report.numFailedTests} failed`,
+  );
+}
+console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+process.exit(failed > 0 ? 1 : 0);
