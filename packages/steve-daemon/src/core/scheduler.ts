@@ -1,0 +1,643 @@
+/**
+ * The token scheduler: one pool of job tokens, a ledger per client process,
+ * one fair queue for blocking readers and pollers, poll reservations, and
+ * the capacity limits. See DESIGN.md, "The jobserver protocol as served".
+ *
+ * Deterministic and free of I/O: `handle(event, nowMs)` changes the state
+ * and returns the effects for the adapters to carry out. Given the same
+ * events at the same times it always returns the same effects, which is what
+ * lets tests and the simulator drive it with a virtual clock.
+ */
+
+import { InvalidArgumentError, TOKEN_BYTE } from '@steve/protocol';
+import { defaultConfig, validateConfigChanges } from './config.js';
+import { type HeapItem, IndexedHeap } from './heap.js';
+import type {
+  FileId,
+  HolderInfo,
+  PollHandleId,
+  ProbeSample,
+  Reply,
+  RequestId,
+  SchedulerConfig,
+  SchedulerEffect,
+  SchedulerEvent,
+  SchedulerRecord,
+  SchedulerSnapshot,
+  WaiterInfo,
+} from './types.js';
+
+/**
+ * Aging for `least-held`: a waiter's rank is `held × AGING + grants so far at
+ * its arrival` (lower goes first, ties by arrival). Newcomers holding fewer
+ * tokens overtake a client holding `h` only during the first `h × AGING`
+ * grants after it started waiting, so it is passed over at most
+ * `h × AGING + (other waiting clients)` times. The no-starvation property
+ * test checks exactly that bound.
+ */
+export const AGING_GRANTS_PER_HELD_TOKEN = 8;
+
+interface Waiter {
+  readonly seq: number;
+  readonly kind: 'read' | 'poll';
+  readonly client: Client;
+  readonly fileId: FileId;
+  /** For reads: the request to answer. */
+  readonly requestId: RequestId;
+  /** For polls: the newest handle to notify (the kernel may send several). */
+  pollHandleId: PollHandleId;
+  readonly arrivedMs: number;
+  readonly grantsAtArrival: number;
+}
+
+interface Reservation {
+  readonly expiresAtMs: number;
+}
+
+interface Client extends HeapItem {
+  /** `pid:N`, or `file:N` for a caller outside our pid namespace (pid 0). */
+  readonly key: string;
+  readonly pid: number;
+  readonly firstSeenMs: number;
+  held: number;
+  holdingSinceMs: number;
+  everAcquired: boolean;
+  unownedByteDropped: boolean;
+  reservation: Reservation | null;
+  /** Waiting reads and polls, in arrival order. */
+  readonly waiters: Set<Waiter>;
+  /** Poll waiters by file (one per file per client). */
+  readonly pollWaiters: Map<FileId, Waiter>;
+}
+
+export interface SchedulerOptions {
+  /** Initial settings; anything missing comes from `defaultConfig(jobs)`. */
+  readonly config?: Partial<SchedulerConfig> & { readonly jobs: number };
+  /** Emit `record` effects (the log and control stream). Default true. */
+  readonly records?: boolean;
+}
+
+export class Scheduler {
+  private config: SchedulerConfig;
+  private readonly emitRecords: boolean;
+
+  private readonly clients = new Map<string, Client>();
+  private readonly openFiles = new Set<FileId>();
+  private readonly readWaiters = new Map<RequestId, Waiter>();
+  /** Poll waiters by the file they polled, to drop them when it closes. */
+  private readonly pollWaitersByFile = new Map<FileId, Set<Waiter>>();
+  /** Clients holding a reservation (at most `jobs` of them). */
+  private readonly reservedClients = new Set<Client>();
+  private queue: IndexedHeap<Client>;
+
+  private held = 0;
+  private reservations = 0;
+  private waiting = 0;
+  private grants = 0;
+  private seq = 0;
+
+  private lastSample: ProbeSample | null = null;
+  private lastSampleAtMs: number | null = null;
+  private samplePending = false;
+  private timerAtMs: number | null = null;
+
+  private effects: SchedulerEffect[] = [];
+  private now = 0;
+
+  constructor(options: SchedulerOptions) {
+    const base = defaultConfig(options.config?.jobs ?? 1);
+    const changes = { ...options.config };
+    const problem = validateConfigChanges(changes);
+    if (problem !== null) throw new InvalidArgumentError(problem);
+    this.config = { ...base, ...changes };
+    this.emitRecords = options.records ?? true;
+    this.queue = new IndexedHeap<Client>(this.orderFor(this.config));
+  }
+
+  /** Apply one event at time `nowMs`; returns what the adapters must do. */
+  handle(event: SchedulerEvent, nowMs: number): SchedulerEffect[] {
+    this.now = nowMs;
+    this.effects = [];
+    switch (event.type) {
+      case 'open':
+        this.openFiles.add(event.fileId);
+        break;
+      case 'close':
+        this.onClose(event.fileId);
+        break;
+      case 'read':
+        this.onRead(event.requestId, event.fileId, event.pid, event.blocking, event.sizeBytes);
+        break;
+      case 'write':
+        this.onWrite(event.requestId, event.fileId, event.pid, event.sizeBytes);
+        break;
+      case 'poll':
+        this.onPoll(event.requestId, event.fileId, event.pid, event.pollHandleId);
+        break;
+      case 'interrupt':
+        this.onInterrupt(event.requestId);
+        break;
+      case 'exit':
+        this.onExit(event.pid);
+        break;
+      case 'configure':
+        this.onConfigure(event.changes);
+        break;
+      case 'tick':
+        this.onTick();
+        break;
+      case 'sample':
+        this.lastSample = event.sample;
+        this.lastSampleAtMs = nowMs;
+        this.samplePending = false;
+        break;
+    }
+    this.dispatch();
+    this.maybeRequestSample();
+    this.updateTimer();
+    return this.effects;
+  }
+
+  /** The settings in force. */
+  get settings(): SchedulerConfig {
+    return this.config;
+  }
+
+  /** Tokens out (held plus reserved). */
+  get out(): number {
+    return this.held + this.reservations;
+  }
+
+  /** The pool at this moment. */
+  snapshot(): SchedulerSnapshot {
+    const holders: HolderInfo[] = [];
+    const waiters: WaiterInfo[] = [];
+    for (const client of this.clients.values()) {
+      if (client.held > 0 || client.reservation !== null) {
+        holders.push({
+          client: client.key,
+          pid: client.pid,
+          tokens: client.held,
+          reserved: client.reservation !== null,
+          holdingSinceMs: client.holdingSinceMs,
+          firstSeenMs: client.firstSeenMs,
+        });
+      }
+      for (const waiter of client.waiters) {
+        waiters.push({
+          client: client.key,
+          pid: client.pid,
+          kind: waiter.kind,
+          waitingSinceMs: waiter.arrivedMs,
+        });
+      }
+    }
+    waiters.sort((a, b) => a.waitingSinceMs - b.waitingSinceMs);
+    const capacity = this.capacity();
+    return {
+      config: this.config,
+      capacity,
+      out: this.out,
+      reserved: this.reservations,
+      available: Math.max(0, capacity - this.out),
+      waiting: this.waiting,
+      openFiles: this.openFiles.size,
+      limitedBy: this.limitedBy(),
+      holders,
+      waiters,
+      lastSample: this.lastSample,
+    };
+  }
+
+  // ---- events --------------------------------------------------------------
+
+  private onRead(
+    requestId: RequestId,
+    fileId: FileId,
+    pid: number,
+    blocking: boolean,
+    sizeBytes: number,
+  ): void {
+    if (sizeBytes <= 0) {
+      this.reply(requestId, { kind: 'empty' });
+      return;
+    }
+    const client = this.clientFor(pid, fileId);
+    if (client.reservation !== null) {
+      this.consumeReservation(client);
+      this.giveToken(client, requestId, true);
+      return;
+    }
+    if (client.waiters.size === 0 && this.canGrantNow(client)) {
+      this.giveToken(client, requestId, false);
+      return;
+    }
+    if (!blocking) {
+      this.reply(requestId, { kind: 'error', errno: 'EAGAIN' });
+      return;
+    }
+    const waiter = this.newWaiter('read', client, fileId, requestId, 0);
+    this.readWaiters.set(requestId, waiter);
+    this.enqueue(waiter);
+  }
+
+  private onWrite(requestId: RequestId, fileId: FileId, pid: number, sizeBytes: number): void {
+    if (sizeBytes <= 0) {
+      this.reply(requestId, { kind: 'written', countBytes: 0 });
+      return;
+    }
+    const client = this.clientFor(pid, fileId);
+    if (client.held > 0) {
+      // Bytes beyond what the process holds are refused on the next write (ENOSPC).
+      const tokens = Math.min(sizeBytes, client.held);
+      client.held -= tokens;
+      this.held -= tokens;
+      this.record({
+        type: 'return',
+        pid: client.pid,
+        client: client.key,
+        tokens,
+        held: client.held,
+      });
+      this.refreshQueuePosition(client);
+      this.reply(requestId, { kind: 'written', countBytes: tokens });
+      return;
+    }
+    if (!client.everAcquired && !client.unownedByteDropped) {
+      // Older clients write back their implicit slot once; accept and drop
+      // that byte without growing the pool (DESIGN.md, write).
+      client.unownedByteDropped = true;
+      this.record({ type: 'unowned-byte-dropped', pid: client.pid, client: client.key });
+      this.reply(requestId, { kind: 'written', countBytes: 1 });
+      return;
+    }
+    this.record({ type: 'enospc', pid: client.pid, client: client.key, bytes: sizeBytes });
+    this.reply(requestId, { kind: 'error', errno: 'ENOSPC' });
+  }
+
+  private onPoll(
+    requestId: RequestId,
+    fileId: FileId,
+    pid: number,
+    pollHandleId: PollHandleId | null,
+  ): void {
+    const client = this.clientFor(pid, fileId);
+    let readable = client.reservation !== null;
+    if (!readable && client.waiters.size === 0 && this.canGrantNow(client)) {
+      this.reserve(client);
+      readable = true;
+    }
+    if (readable) {
+      if (pollHandleId !== null) this.effects.push({ type: 'drop-poll-handle', pollHandleId });
+    } else if (pollHandleId !== null) {
+      const existing = client.pollWaiters.get(fileId);
+      if (existing) {
+        // Keep its place in the queue; only the handle to notify changes.
+        if (existing.pollHandleId !== pollHandleId) {
+          this.effects.push({ type: 'drop-poll-handle', pollHandleId: existing.pollHandleId });
+          existing.pollHandleId = pollHandleId;
+        }
+      } else {
+        const waiter = this.newWaiter('poll', client, fileId, -1, pollHandleId);
+        client.pollWaiters.set(fileId, waiter);
+        this.enqueue(waiter);
+      }
+    }
+    this.reply(requestId, { kind: 'poll', readable });
+  }
+
+  private onInterrupt(requestId: RequestId): void {
+    const waiter = this.readWaiters.get(requestId);
+    if (!waiter) return; // already answered: nothing to do, never a second reply
+    this.removeWaiter(waiter);
+    this.record({ type: 'interrupted', pid: waiter.client.pid, client: waiter.client.key });
+    this.reply(requestId, { kind: 'error', errno: 'EINTR' });
+  }
+
+  private onExit(pid: number): void {
+    const client = this.clients.get(`pid:${pid}`);
+    if (!client) return;
+    this.dropClient(client, 'exit');
+  }
+
+  private onClose(fileId: FileId): void {
+    this.openFiles.delete(fileId);
+    // Per-file accounting (pid 0): the last close ends the client.
+    const fileClient = this.clients.get(`file:${fileId}`);
+    if (fileClient) this.dropClient(fileClient, 'close');
+    // Poll waiters on this file can never be notified through it again.
+    for (const waiter of [...(this.pollWaitersByFile.get(fileId) ?? [])]) {
+      this.removeWaiter(waiter);
+      this.effects.push({ type: 'drop-poll-handle', pollHandleId: waiter.pollHandleId });
+    }
+  }
+
+  private onConfigure(changes: Partial<SchedulerConfig>): void {
+    const problem = validateConfigChanges(changes);
+    if (problem !== null) throw new InvalidArgumentError(problem);
+    const before = this.config;
+    this.config = { ...this.config, ...changes };
+    if (before.fairness !== this.config.fairness) {
+      this.queue = this.queue.reorder(this.orderFor(this.config));
+    }
+    if (before.perProcessLimit !== this.config.perProcessLimit) {
+      for (const client of this.clients.values()) this.refreshQueuePosition(client);
+    }
+    const limitsWereOff = !this.limitsConfigured(before);
+    if (limitsWereOff && this.limitsConfigured(this.config)) {
+      // A new limit decides on a fresh sample.
+      this.lastSampleAtMs = null;
+    }
+    this.record({ type: 'config', changes });
+  }
+
+  private onTick(): void {
+    for (const client of [...this.reservedClients]) {
+      if (client.reservation !== null && client.reservation.expiresAtMs <= this.now) {
+        this.dropReservation(client);
+        this.record({ type: 'reservation-expired', pid: client.pid, client: client.key });
+        this.refreshQueuePosition(client);
+      }
+    }
+  }
+
+  // ---- granting ------------------------------------------------------------
+
+  /** Grant to waiters, best first, while the capacity allows. */
+  private dispatch(): void {
+    const capacity = this.capacity();
+    while (this.out < capacity) {
+      const client = this.queue.peek();
+      if (!client) return;
+      let readWaiter: Waiter | undefined;
+      for (const waiter of client.waiters) {
+        if (waiter.kind === 'read') {
+          readWaiter = waiter;
+          break;
+        }
+      }
+      if (readWaiter) {
+        // A blocking reader of this process takes the token directly.
+        this.removeWaiter(readWaiter);
+        this.giveToken(client, readWaiter.requestId, false);
+      } else {
+        this.reserve(client);
+      }
+    }
+  }
+
+  private giveToken(client: Client, requestId: RequestId, viaReservation: boolean): void {
+    if (client.held === 0) client.holdingSinceMs = this.now;
+    client.held += 1;
+    client.everAcquired = true;
+    this.held += 1;
+    if (!viaReservation) this.grants += 1;
+    this.refreshQueuePosition(client);
+    this.record({
+      type: 'grant',
+      pid: client.pid,
+      client: client.key,
+      held: client.held,
+      viaReservation,
+    });
+    this.reply(requestId, { kind: 'token', byte: TOKEN_BYTE });
+  }
+
+  /** Reserve a token for a polling client and wake every poll handle it waits on. */
+  private reserve(client: Client): void {
+    const expiresAtMs = this.now + this.config.reservationTtlMs;
+    client.reservation = { expiresAtMs };
+    this.reservations += 1;
+    this.reservedClients.add(client);
+    this.grants += 1;
+    for (const waiter of client.pollWaiters.values()) {
+      this.removeWaiter(waiter);
+      this.effects.push({ type: 'notify-poll', pollHandleId: waiter.pollHandleId });
+    }
+    this.refreshQueuePosition(client);
+    this.record({ type: 'reserve', pid: client.pid, client: client.key, expiresAtMs });
+  }
+
+  private consumeReservation(client: Client): void {
+    this.dropReservation(client);
+  }
+
+  private dropReservation(client: Client): void {
+    if (client.reservation === null) return;
+    client.reservation = null;
+    this.reservations -= 1;
+    this.reservedClients.delete(client);
+  }
+
+  /** True when `client` may take a token now without passing anyone. */
+  private canGrantNow(client: Client): boolean {
+    return this.out < this.capacity() && this.queue.size === 0 && !this.atProcessLimit(client);
+  }
+
+  private atProcessLimit(client: Client): boolean {
+    const limit = this.config.perProcessLimit;
+    return limit !== null && client.held + (client.reservation ? 1 : 0) >= limit;
+  }
+
+  // ---- capacity and limits ----------------------------------------------
+
+  private capacity(): number {
+    const { jobs, minJobs } = this.config;
+    return this.limitedBy() === null ? jobs : Math.min(jobs, minJobs);
+  }
+
+  private limitedBy(): 'load' | 'memory' | 'pressure' | null {
+    const sample = this.lastSample;
+    if (sample === null) return null;
+    const { maxLoadAverage, minMemoryAvailableMiB, maxMemoryPressureAvg10 } = this.config;
+    if (
+      minMemoryAvailableMiB !== null &&
+      sample.memAvailableMiB !== undefined &&
+      sample.memAvailableMiB < minMemoryAvailableMiB
+    ) {
+      return 'memory';
+    }
+    if (
+      maxMemoryPressureAvg10 !== null &&
+      sample.memoryPressureSomeAvg10 !== undefined &&
+      sample.memoryPressureSomeAvg10 > maxMemoryPressureAvg10
+    ) {
+      return 'pressure';
+    }
+    if (
+      maxLoadAverage !== null &&
+      sample.loadAverage1 !== undefined &&
+      sample.loadAverage1 > maxLoadAverage
+    ) {
+      return 'load';
+    }
+    return null;
+  }
+
+  private limitsConfigured(config: SchedulerConfig): boolean {
+    return (
+      config.maxLoadAverage !== null ||
+      config.minMemoryAvailableMiB !== null ||
+      config.maxMemoryPressureAvg10 !== null
+    );
+  }
+
+  /** Ask for a probe sample when a limit is set, someone waits and the last one is stale. */
+  private maybeRequestSample(): void {
+    if (this.samplePending || !this.limitsConfigured(this.config)) return;
+    if (this.waiting === 0 && this.lastSampleAtMs !== null) return;
+    if (this.lastSampleAtMs !== null && this.now - this.lastSampleAtMs < this.config.limitRecheckMs)
+      return;
+    this.samplePending = true;
+    this.effects.push({ type: 'sample-request' });
+  }
+
+  /** One timer: the earliest reservation expiry, or the next limit recheck while someone waits. */
+  private updateTimer(): void {
+    let atMs: number | null = null;
+    if (this.reservations > 0) {
+      for (const client of this.reservedClients) {
+        const expiry = client.reservation?.expiresAtMs;
+        if (expiry !== undefined && (atMs === null || expiry < atMs)) atMs = expiry;
+      }
+    }
+    if (
+      this.waiting > 0 &&
+      !this.samplePending &&
+      this.limitsConfigured(this.config) &&
+      this.lastSampleAtMs !== null
+    ) {
+      const recheck = this.lastSampleAtMs + this.config.limitRecheckMs;
+      if (atMs === null || recheck < atMs) atMs = recheck;
+    }
+    if (atMs !== this.timerAtMs) {
+      this.timerAtMs = atMs;
+      this.effects.push({ type: 'timer', atMs });
+    }
+  }
+
+  // ---- clients and the queue ---------------------------------------------
+
+  private clientFor(pid: number, fileId: FileId): Client {
+    const key = pid > 0 ? `pid:${pid}` : `file:${fileId}`;
+    let client = this.clients.get(key);
+    if (!client) {
+      client = {
+        key,
+        pid,
+        firstSeenMs: this.now,
+        held: 0,
+        holdingSinceMs: this.now,
+        everAcquired: false,
+        unownedByteDropped: false,
+        reservation: null,
+        waiters: new Set(),
+        pollWaiters: new Map(),
+        heapIndex: -1,
+      };
+      this.clients.set(key, client);
+      if (pid > 0) this.effects.push({ type: 'watch', pid });
+    }
+    return client;
+  }
+
+  /** Return everything a client holds and answer or drop everything it waits for. */
+  private dropClient(client: Client, reason: 'exit' | 'close'): void {
+    const tokens = client.held + (client.reservation ? 1 : 0);
+    this.held -= client.held;
+    client.held = 0;
+    this.dropReservation(client);
+    for (const waiter of [...client.waiters]) {
+      this.removeWaiter(waiter);
+      if (waiter.kind === 'read') this.reply(waiter.requestId, { kind: 'error', errno: 'EINTR' });
+      else this.effects.push({ type: 'drop-poll-handle', pollHandleId: waiter.pollHandleId });
+    }
+    this.queue.remove(client);
+    this.clients.delete(client.key);
+    if (tokens > 0 || reason === 'exit') {
+      this.record({ type: 'reclaim', pid: client.pid, client: client.key, tokens, reason });
+    }
+  }
+
+  private newWaiter(
+    kind: 'read' | 'poll',
+    client: Client,
+    fileId: FileId,
+    requestId: RequestId,
+    pollHandleId: PollHandleId,
+  ): Waiter {
+    this.seq += 1;
+    return {
+      seq: this.seq,
+      kind,
+      client,
+      fileId,
+      requestId,
+      pollHandleId,
+      arrivedMs: this.now,
+      grantsAtArrival: this.grants,
+    };
+  }
+
+  private enqueue(waiter: Waiter): void {
+    waiter.client.waiters.add(waiter);
+    this.waiting += 1;
+    if (waiter.kind === 'poll') {
+      let onFile = this.pollWaitersByFile.get(waiter.fileId);
+      if (!onFile) {
+        onFile = new Set();
+        this.pollWaitersByFile.set(waiter.fileId, onFile);
+      }
+      onFile.add(waiter);
+    }
+    this.refreshQueuePosition(waiter.client);
+  }
+
+  private removeWaiter(waiter: Waiter): void {
+    const client = waiter.client;
+    if (!client.waiters.delete(waiter)) return;
+    this.waiting -= 1;
+    if (waiter.kind === 'read') {
+      this.readWaiters.delete(waiter.requestId);
+    } else {
+      client.pollWaiters.delete(waiter.fileId);
+      const onFile = this.pollWaitersByFile.get(waiter.fileId);
+      onFile?.delete(waiter);
+      if (onFile?.size === 0) this.pollWaitersByFile.delete(waiter.fileId);
+    }
+    this.refreshQueuePosition(client);
+  }
+
+  /** A client is in the queue while it waits and may take a token. */
+  private refreshQueuePosition(client: Client): void {
+    if (client.waiters.size > 0 && client.reservation === null && !this.atProcessLimit(client)) {
+      this.queue.upsert(client);
+    } else {
+      this.queue.remove(client);
+    }
+  }
+
+  private orderFor(config: SchedulerConfig): (a: Client, b: Client) => boolean {
+    const headOf = (client: Client): Waiter => client.waiters.values().next().value as Waiter;
+    if (config.fairness === 'fifo') {
+      return (a, b) => headOf(a).seq < headOf(b).seq;
+    }
+    return (a, b) => {
+      const headA = headOf(a);
+      const headB = headOf(b);
+      const rankA = a.held * AGING_GRANTS_PER_HELD_TOKEN + headA.grantsAtArrival;
+      const rankB = b.held * AGING_GRANTS_PER_HELD_TOKEN + headB.grantsAtArrival;
+      return rankA !== rankB ? rankA < rankB : headA.seq < headB.seq;
+    };
+  }
+
+  // ---- effects -------------------------------------------------------------
+
+  private reply(requestId: RequestId, reply: Reply): void {
+    this.effects.push({ type: 'reply', requestId, reply });
+  }
+
+  private record(record: SchedulerRecord): void {
+    if (this.emitRecords) this.effects.push({ type: 'record', atMs: this.now, record });
+  }
+}
