@@ -99,6 +99,8 @@ export class Scheduler {
   private lastSample: ProbeSample | null = null;
   private lastSampleAtMs: number | null = null;
   private samplePending = false;
+  /** When the last token went out (a read grant or a new reservation). */
+  private lastGrantAtMs = Number.NEGATIVE_INFINITY;
   private timerAtMs: number | null = null;
 
   private effects: SchedulerEffect[] = [];
@@ -391,7 +393,10 @@ export class Scheduler {
     client.held += 1;
     client.everAcquired = true;
     this.held += 1;
-    if (!viaReservation) this.grants += 1;
+    if (!viaReservation) {
+      this.grants += 1;
+      this.lastGrantAtMs = this.now;
+    }
     this.refreshQueuePosition(client);
     this.record({
       type: 'grant',
@@ -410,6 +415,7 @@ export class Scheduler {
     this.reservations += 1;
     this.reservedClients.add(client);
     this.grants += 1;
+    this.lastGrantAtMs = this.now;
     for (const waiter of client.pollWaiters.values()) {
       this.removeWaiter(waiter);
       this.effects.push({ type: 'notify-poll', pollHandleId: waiter.pollHandleId });
@@ -450,12 +456,13 @@ export class Scheduler {
     const sample = this.lastSample;
     if (sample === null) return null;
     const { maxLoadAverage, minMemoryAvailableMiB, maxMemoryPressureAvg10 } = this.config;
-    if (
-      minMemoryAvailableMiB !== null &&
-      sample.memAvailableMiB !== undefined &&
-      sample.memAvailableMiB < minMemoryAvailableMiB
-    ) {
-      return 'memory';
+    if (minMemoryAvailableMiB !== null && sample.memAvailableMiB !== undefined) {
+      if (sample.memAvailableMiB < minMemoryAvailableMiB) return 'memory';
+      // Settling: near the limit, a job's memory shows up only after it has run
+      // a while, so each grant waits for a sample taken a recheck interval
+      // after the previous grant.
+      if (this.memoryNearLimit() && this.lastGrantAtMs >= (this.lastSampleAtMs ?? 0))
+        return 'memory';
     }
     if (
       maxMemoryPressureAvg10 !== null &&
@@ -474,6 +481,22 @@ export class Scheduler {
     return null;
   }
 
+  /** MemAvailable below twice the minimum: grants go one per fresh sample. */
+  private memoryNearLimit(): boolean {
+    const min = this.config.minMemoryAvailableMiB;
+    const available = this.lastSample?.memAvailableMiB;
+    return min !== null && available !== undefined && available < 2 * min;
+  }
+
+  /** When the next sample should be taken (null: now). */
+  private sampleDueAtMs(): number | null {
+    if (this.lastSampleAtMs === null) return null;
+    const since = this.memoryNearLimit()
+      ? Math.max(this.lastSampleAtMs, this.lastGrantAtMs)
+      : this.lastSampleAtMs;
+    return since + this.config.limitRecheckMs;
+  }
+
   private limitsConfigured(config: SchedulerConfig): boolean {
     return (
       config.maxLoadAverage !== null ||
@@ -486,8 +509,8 @@ export class Scheduler {
   private maybeRequestSample(): void {
     if (this.samplePending || !this.limitsConfigured(this.config)) return;
     if (this.waiting === 0 && this.lastSampleAtMs !== null) return;
-    if (this.lastSampleAtMs !== null && this.now - this.lastSampleAtMs < this.config.limitRecheckMs)
-      return;
+    const due = this.sampleDueAtMs();
+    if (due !== null && this.now < due) return;
     this.samplePending = true;
     this.effects.push({ type: 'sample-request' });
   }
@@ -507,8 +530,8 @@ export class Scheduler {
       this.limitsConfigured(this.config) &&
       this.lastSampleAtMs !== null
     ) {
-      const recheck = this.lastSampleAtMs + this.config.limitRecheckMs;
-      if (atMs === null || recheck < atMs) atMs = recheck;
+      const recheck = this.sampleDueAtMs();
+      if (recheck !== null && (atMs === null || recheck < atMs)) atMs = recheck;
     }
     if (atMs !== this.timerAtMs) {
       this.timerAtMs = atMs;

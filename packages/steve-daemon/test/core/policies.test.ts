@@ -326,3 +326,30 @@ describe('configuration', () => {
     });
   });
 });
+
+describe('memory settling', () => {
+  it('near the memory limit, each grant waits for a sample a recheck interval after the last grant', () => {
+    const h = new Harness({
+      jobs: 8,
+      minMemoryAvailableMiB: 3000,
+      minJobs: 1,
+      limitRecheckMs: 1000,
+    });
+    h.send({ type: 'sample', sample: { memAvailableMiB: 20_000 } });
+    h.take(100, 3); // far from the limit: grants go out freely
+    h.nowMs = 10;
+    h.send({ type: 'sample', sample: { memAvailableMiB: 5000 } }); // near: below 2 × 3000
+    const fourth = h.read(200);
+    expect(h.gotToken(fourth)).toBe(true);
+    const fifth = h.read(300);
+    expect(h.reply(fifth)).toBeUndefined();
+    expect(h.snapshot.limitedBy).toBe('memory');
+    expect(h.timerAtMs).toBe(1010);
+    h.advance(999);
+    expect(h.sampleRequests).toBe(0);
+    h.advance(1);
+    expect(h.sampleRequests).toBe(1);
+    h.send({ type: 'sample', sample: { memAvailableMiB: 4500 } });
+    expect(h.gotToken(fifth)).toBe(true);
+  });
+});
