@@ -2,6 +2,7 @@
 // unmounted, a trivial token responder (NOT the real scheduler), python3
 // children that narrate what they do, and deadline-bound waits.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { constants as fsConstants } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,7 +18,7 @@ import {
 } from '../../src/native/addon.js';
 
 export const { EAGAIN, EINTR } = os.constants.errno;
-export const { O_NONBLOCK } = os.constants;
+export const { O_NONBLOCK } = fsConstants;
 
 /** Waits until `condition()` holds, re-checking every few ms; fails after `timeoutMs`. */
 export async function waitFor(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
