@@ -55,6 +55,8 @@ interface Reservation {
 }
 
 interface Client extends HeapItem {
+  /** The key in `clients`. */
+  readonly id: number;
   /** `pid:N`, or `file:N` for a caller outside our pid namespace (pid 0). */
   readonly key: string;
   readonly pid: number;
@@ -66,6 +68,8 @@ interface Client extends HeapItem {
   reservation: Reservation | null;
   /** Waiting reads and polls, in arrival order. */
   readonly waiters: Set<Waiter>;
+  /** The oldest waiter (first of `waiters`), cached: the queue compares it often. */
+  head: Waiter | null;
   /** Poll waiters by file (one per file per client). */
   readonly pollWaiters: Map<FileId, Waiter>;
 }
@@ -81,7 +85,8 @@ export class Scheduler {
   private config: SchedulerConfig;
   private readonly emitRecords: boolean;
 
-  private readonly clients = new Map<string, Client>();
+  /** Clients by pid, and by `-(fileId + 1)` for pid-0 (per-file) clients. */
+  private readonly clients = new Map<number, Client>();
   private readonly openFiles = new Set<FileId>();
   private readonly readWaiters = new Map<RequestId, Waiter>();
   /** Poll waiters by the file they polled, to drop them when it closes. */
@@ -317,7 +322,7 @@ export class Scheduler {
   }
 
   private onExit(pid: number): void {
-    const client = this.clients.get(`pid:${pid}`);
+    const client = pid > 0 ? this.clients.get(pid) : undefined;
     if (!client) return;
     this.dropClient(client, 'exit');
   }
@@ -325,7 +330,7 @@ export class Scheduler {
   private onClose(fileId: FileId): void {
     this.openFiles.delete(fileId);
     // Per-file accounting (pid 0): the last close ends the client.
-    const fileClient = this.clients.get(`file:${fileId}`);
+    const fileClient = this.clients.get(-(fileId + 1));
     if (fileClient) this.dropClient(fileClient, 'close');
     // Poll waiters on this file can never be notified through it again.
     for (const waiter of [...(this.pollWaitersByFile.get(fileId) ?? [])]) {
@@ -542,11 +547,12 @@ export class Scheduler {
   // ---- clients and the queue ---------------------------------------------
 
   private clientFor(pid: number, fileId: FileId): Client {
-    const key = pid > 0 ? `pid:${pid}` : `file:${fileId}`;
-    let client = this.clients.get(key);
+    const id = pid > 0 ? pid : -(fileId + 1);
+    let client = this.clients.get(id);
     if (!client) {
       client = {
-        key,
+        id,
+        key: pid > 0 ? `pid:${pid}` : `file:${fileId}`,
         pid,
         firstSeenMs: this.now,
         held: 0,
@@ -555,10 +561,11 @@ export class Scheduler {
         unownedByteDropped: false,
         reservation: null,
         waiters: new Set(),
+        head: null,
         pollWaiters: new Map(),
         heapIndex: -1,
       };
-      this.clients.set(key, client);
+      this.clients.set(id, client);
       if (pid > 0) this.effects.push({ type: 'watch', pid });
     }
     return client;
@@ -576,7 +583,7 @@ export class Scheduler {
       else this.effects.push({ type: 'drop-poll-handle', pollHandleId: waiter.pollHandleId });
     }
     this.queue.remove(client);
-    this.clients.delete(client.key);
+    this.clients.delete(client.id);
     if (tokens > 0 || reason === 'exit') {
       this.record({ type: 'reclaim', pid: client.pid, client: client.key, tokens, reason });
     }
@@ -604,6 +611,7 @@ export class Scheduler {
 
   private enqueue(waiter: Waiter): void {
     waiter.client.waiters.add(waiter);
+    waiter.client.head ??= waiter;
     this.waiting += 1;
     if (waiter.kind === 'poll') {
       let onFile = this.pollWaitersByFile.get(waiter.fileId);
@@ -619,6 +627,10 @@ export class Scheduler {
   private removeWaiter(waiter: Waiter): void {
     const client = waiter.client;
     if (!client.waiters.delete(waiter)) return;
+    if (client.head === waiter) {
+      client.head =
+        client.waiters.size === 0 ? null : (client.waiters.values().next().value as Waiter);
+    }
     this.waiting -= 1;
     if (waiter.kind === 'read') {
       this.readWaiters.delete(waiter.requestId);
@@ -641,7 +653,7 @@ export class Scheduler {
   }
 
   private orderFor(config: SchedulerConfig): (a: Client, b: Client) => boolean {
-    const headOf = (client: Client): Waiter => client.waiters.values().next().value as Waiter;
+    const headOf = (client: Client): Waiter => client.head as Waiter;
     if (config.fairness === 'fifo') {
       return (a, b) => headOf(a).seq < headOf(b).seq;
     }

@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+/**
+ * `pnpm bench [sched|tokens]`: run benchmarks, print Markdown, write JSON and
+ * Markdown under bench/results/.
+ */
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runSchedBench, schedMarkdown } from './sched.js';
+
+const resultsDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'results');
+const which = process.argv.slice(2).filter((a) => a !== '--');
+const known = ['sched'];
+const selected = which.length === 0 ? known : which;
+
+for (const name of selected) {
+  if (!known.includes(name)) {
+    console.error(`unknown benchmark '${name}': choose from ${known.join(', ')}`);
+    process.exit(2);
+  }
+}
+
+mkdirSync(resultsDir, { recursive: true });
+for (const name of selected) {
+  if (name === 'sched') {
+    const result = runSchedBench();
+    const markdown = schedMarkdown(result);
+    console.log(markdown);
+    writeFileSync(join(resultsDir, 'sched.json'), `${JSON.stringify(result, null, 2)}\n`);
+    writeFileSync(join(resultsDir, 'sched.md'), `# pnpm bench sched\n\n${markdown}`);
+    console.log(`wrote ${join('bench', 'results', 'sched.json')} and sched.md`);
+  }
+}
