@@ -70,7 +70,13 @@ export interface SessionHandlers {
    * dropped.
    * @param events the requested poll bits (see {@link pollEvents})
    */
-  poll(reqId: number, fileId: number, ctx: RequestContext, pollHandleId: number, events: number): void;
+  poll(
+    reqId: number,
+    fileId: number,
+    ctx: RequestContext,
+    pollHandleId: number,
+    events: number,
+  ): void;
   /**
    * The kernel interrupted an unanswered read/write/poll (the caller got a
    * signal, possibly a fatal one). Reply EINTR to let it go; a killed

@@ -97,12 +97,17 @@ print("got", os.read(fd, 1))`,
     const responder = new TokenResponder(0);
     responder.answerInterrupts = false;
     mount = await mountTemp(responder);
-    const readers = [python(blockedReader, mount.jobserver), python(blockedReader, mount.jobserver)];
+    const readers = [
+      python(blockedReader, mount.jobserver),
+      python(blockedReader, mount.jobserver),
+    ];
     children.push(...readers);
     await waitFor(() => responder.count('read') === 2, 'two blocked reads');
     for (const reader of readers) process.kill(reader.child.pid as number, 'SIGKILL');
     await waitFor(() => responder.count('interrupt') === 2, 'two interrupts');
-    const interrupted = responder.events.flatMap((event) => (event.kind === 'interrupt' ? [event.reqId] : []));
+    const interrupted = responder.events.flatMap((event) =>
+      event.kind === 'interrupt' ? [event.reqId] : [],
+    );
     expect(new Set(interrupted).size).toBe(2);
     for (const reqId of interrupted) mount.session.replyError(reqId, EINTR);
     await Promise.all(readers.map((reader) => reader.exited));

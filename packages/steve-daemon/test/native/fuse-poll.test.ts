@@ -3,7 +3,14 @@
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { pollEvents } from '../../src/native/addon.js';
-import { mountTemp, python, TokenResponder, waitFor, type Narrator, type TempMount } from './helpers.js';
+import {
+  mountTemp,
+  python,
+  TokenResponder,
+  waitFor,
+  type Narrator,
+  type TempMount,
+} from './helpers.js';
 
 let mount: TempMount | undefined;
 const children: Narrator[] = [];
@@ -17,8 +24,14 @@ afterEach(async () => {
 describe('poll', () => {
   it.each([
     ['select.select', 'r, _, _ = select.select([fd], [], [], 30)\nprint("readable", r == [fd])'],
-    ['select.poll', 'p = select.poll()\np.register(fd, select.POLLIN)\nprint("readable", p.poll(30000))'],
-    ['select.epoll', 'e = select.epoll()\ne.register(fd, select.EPOLLIN)\nprint("readable", e.poll(30))'],
+    [
+      'select.poll',
+      'p = select.poll()\np.register(fd, select.POLLIN)\nprint("readable", p.poll(30000))',
+    ],
+    [
+      'select.epoll',
+      'e = select.epoll()\ne.register(fd, select.EPOLLIN)\nprint("readable", e.poll(30))',
+    ],
   ])('%s blocks until notifyPoll, then the next poll gets POLLIN', async (_name, waitCode) => {
     const responder = new TokenResponder(0);
     mount = await mountTemp(responder);

@@ -2,7 +2,15 @@
 // against python3 processes.
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { mountTemp, O_NONBLOCK, python, TokenResponder, waitFor, type Narrator, type TempMount } from './helpers.js';
+import {
+  mountTemp,
+  O_NONBLOCK,
+  python,
+  TokenResponder,
+  waitFor,
+  type Narrator,
+  type TempMount,
+} from './helpers.js';
 
 let mount: TempMount | undefined;
 const children: Narrator[] = [];

@@ -1,12 +1,21 @@
 // The FUSE front's file tree, and the end of a session (close() or an
 // external umount).
 import { spawn } from 'node:child_process';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { isMountPoint, mountInfoLine, mountTemp, TokenResponder, waitFor, type TempMount } from './helpers.js';
+import { startFuse } from '../../src/native/addon.js';
+import {
+  isMountPoint,
+  mountInfoLine,
+  mountTemp,
+  TokenResponder,
+  waitFor,
+  type TempMount,
+} from './helpers.js';
 
 let mount: TempMount | undefined;
 
@@ -56,6 +65,26 @@ describe('FUSE tree', () => {
     await waitFor(() => responder.count('release') === 2, 'both releases');
   });
 
+  it('rejects missing handlers before mounting anything', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'steve-native-'));
+    try {
+      const responder = new TokenResponder(0);
+      const withoutStatus = Object.assign(Object.create(responder) as TokenResponder, {
+        statusText: undefined,
+      });
+      expect(() => startFuse(dir, { allowOther: false, fileMode: 0o666 }, withoutStatus)).toThrow(
+        'handlers.statusText must be a function',
+      );
+      expect(await isMountPoint(dir)).toBe(false);
+      await expect(stat(path.join(dir, 'nope'))).rejects.toMatchObject({ code: 'ENOENT' });
+      expect(() =>
+        startFuse(path.join(dir, 'missing'), { allowOther: false, fileMode: 0o666 }, responder),
+      ).toThrow(expect.objectContaining({ code: 'ENOENT', syscall: 'stat' }) as Error);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses to open status for writing', async () => {
     mount = await mountTemp(new TokenResponder(0));
     const { writeFile } = await import('node:fs/promises');
@@ -77,28 +106,30 @@ describe('end of a session', () => {
     expect(mount.session.isClosed).toBe(true);
     expect(mount.session.fd).toBe(-1);
     mount.session.close();
-    expect(responder.events.filter((event) => event.kind === 'closed')).toEqual([{ kind: 'closed', reason: 'closed' }]);
+    expect(responder.events.filter((event) => event.kind === 'closed')).toEqual([
+      { kind: 'closed', reason: 'closed' },
+    ]);
     // Replies after the end are harmless no-ops.
     expect(mount.session.replyError(1, 5)).toBe(false);
     expect(mount.session.notifyPoll(1)).toBe(false);
   });
 
-  it.each([['fusermount3', ['-u']], ['umount', []]] as const)(
-    'reports closed("unmounted") after an external %s',
-    async (command, args) => {
-      const responder = new TokenResponder(0);
-      mount = await mountTemp(responder);
-      const dir = mount.dir;
-      const exitCode = await new Promise<number | null>((resolve, reject) => {
-        const child = spawn(command, [...args, dir], { stdio: 'inherit' });
-        child.on('error', reject);
-        child.on('exit', resolve);
-      });
-      expect(exitCode).toBe(0);
-      await waitFor(() => responder.count('closed') === 1, 'closed after external unmount');
-      expect(responder.last('closed')?.reason).toBe('unmounted');
-      expect(mount.session.isClosed).toBe(true);
-      expect(await isMountPoint(dir)).toBe(false);
-    },
-  );
+  it.each([
+    ['fusermount3', ['-u']],
+    ['umount', []],
+  ] as const)('reports closed("unmounted") after an external %s', async (command, args) => {
+    const responder = new TokenResponder(0);
+    mount = await mountTemp(responder);
+    const dir = mount.dir;
+    const exitCode = await new Promise<number | null>((resolve, reject) => {
+      const child = spawn(command, [...args, dir], { stdio: 'inherit' });
+      child.on('error', reject);
+      child.on('exit', resolve);
+    });
+    expect(exitCode).toBe(0);
+    await waitFor(() => responder.count('closed') === 1, 'closed after external unmount');
+    expect(responder.last('closed')?.reason).toBe('unmounted');
+    expect(mount.session.isClosed).toBe(true);
+    expect(await isMountPoint(dir)).toBe(false);
+  });
 });

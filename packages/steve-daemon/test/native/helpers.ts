@@ -21,10 +21,15 @@ export const { EAGAIN, EINTR } = os.constants.errno;
 export const { O_NONBLOCK } = fsConstants;
 
 /** Waits until `condition()` holds, re-checking every few ms; fails after `timeoutMs`. */
-export async function waitFor(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+export async function waitFor(
+  condition: () => boolean,
+  what: string,
+  timeoutMs = 5000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
@@ -33,9 +38,23 @@ export async function waitFor(condition: () => boolean, what: string, timeoutMs 
 export type SessionEvent =
   | { kind: 'open'; fileId: number; ctx: RequestContext; flags: number; path: SessionFile }
   | { kind: 'release'; fileId: number; ctx: RequestContext }
-  | { kind: 'read'; reqId: number; fileId: number; ctx: RequestContext; sizeBytes: number; flags: number }
+  | {
+      kind: 'read';
+      reqId: number;
+      fileId: number;
+      ctx: RequestContext;
+      sizeBytes: number;
+      flags: number;
+    }
   | { kind: 'write'; reqId: number; fileId: number; ctx: RequestContext; data: Buffer }
-  | { kind: 'poll'; reqId: number; fileId: number; ctx: RequestContext; pollHandleId: number; events: number }
+  | {
+      kind: 'poll';
+      reqId: number;
+      fileId: number;
+      ctx: RequestContext;
+      pollHandleId: number;
+      events: number;
+    }
   | { kind: 'interrupt'; reqId: number }
   | { kind: 'closed'; reason: string };
 
@@ -56,11 +75,14 @@ export class TokenResponder implements SessionHandlers {
   private held = 0;
   /** The most tokens handed out at once. */
   maxHeld = 0;
+  /** Tokens handed out in total. */
+  granted = 0;
 
   constructor(public tokens: number) {}
 
   private get live(): Session {
-    if (this.session === undefined) throw new Error('TokenResponder used before its session started');
+    if (this.session === undefined)
+      throw new Error('TokenResponder used before its session started');
     return this.session;
   }
 
@@ -69,7 +91,9 @@ export class TokenResponder implements SessionHandlers {
   }
 
   last<K extends SessionEvent['kind']>(kind: K): Extract<SessionEvent, { kind: K }> | undefined {
-    const matching = this.events.filter((event): event is Extract<SessionEvent, { kind: K }> => event.kind === kind);
+    const matching = this.events.filter(
+      (event): event is Extract<SessionEvent, { kind: K }> => event.kind === kind,
+    );
     return matching[matching.length - 1];
   }
 
@@ -104,7 +128,13 @@ export class TokenResponder implements SessionHandlers {
     this.give(data.length);
   }
 
-  poll(reqId: number, fileId: number, ctx: RequestContext, pollHandleId: number, events: number): void {
+  poll(
+    reqId: number,
+    fileId: number,
+    ctx: RequestContext,
+    pollHandleId: number,
+    events: number,
+  ): void {
     this.events.push({ kind: 'poll', reqId, fileId, ctx, pollHandleId, events });
     const previous = this.pollHandles.get(fileId);
     if (previous !== undefined) this.live.dropPollHandle(previous);
@@ -112,7 +142,10 @@ export class TokenResponder implements SessionHandlers {
     const readable = this.tokens > 0;
     if (!readable && pollHandleId !== 0) this.pollHandles.set(fileId, pollHandleId);
     else if (pollHandleId !== 0) this.live.dropPollHandle(pollHandleId);
-    const revents = pollEvents.POLLOUT | pollEvents.POLLWRNORM | (readable ? pollEvents.POLLIN | pollEvents.POLLRDNORM : 0);
+    const revents =
+      pollEvents.POLLOUT |
+      pollEvents.POLLWRNORM |
+      (readable ? pollEvents.POLLIN | pollEvents.POLLRDNORM : 0);
     this.live.replyPoll(reqId, revents);
   }
 
@@ -134,12 +167,14 @@ export class TokenResponder implements SessionHandlers {
   private grant(reqId: number): void {
     this.tokens -= 1;
     this.held += 1;
+    this.granted += 1;
     this.maxHeld = Math.max(this.maxHeld, this.held);
     this.live.replyData(reqId, Buffer.from('+'));
   }
 
   private serve(): void {
-    while (this.tokens > 0 && this.blockedReads.length > 0) this.grant(this.blockedReads.shift() as number);
+    while (this.tokens > 0 && this.blockedReads.length > 0)
+      this.grant(this.blockedReads.shift() as number);
     if (this.tokens > 0) {
       for (const handle of this.pollHandles.values()) this.live.notifyPoll(handle);
       this.pollHandles.clear();
@@ -210,8 +245,16 @@ export interface Narrator {
   stop(): Promise<void>;
 }
 
-export function narrate(command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Narrator {
-  const child = spawn(command, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+export function narrate(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Narrator {
+  const child = spawn(command, args, {
+    cwd: options.cwd,
+    env: options.env ?? process.env,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   const lines: string[] = [];
   const stderr: string[] = [];
   let exited = false;
@@ -226,12 +269,14 @@ export function narrate(command: string, args: string[], options: { cwd?: string
   };
   child.stdout?.on('data', collect(lines));
   child.stderr?.on('data', collect(stderr));
-  const exitedPromise = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('exit', (code, signal) => {
-      exited = true;
-      resolve({ code, signal });
-    });
-  });
+  const exitedPromise = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(
+    (resolve) => {
+      child.on('exit', (code, signal) => {
+        exited = true;
+        resolve({ code, signal });
+      });
+    },
+  );
   return {
     child,
     lines,
