@@ -215,7 +215,7 @@ export const libfuseVersion: number = native.libfuseVersion;
  * (with libfuse's explanation on stderr) when mounting is not allowed.
  */
 export function startFuse(mountDir: string, opts: FuseOptions, handlers: SessionHandlers): Session {
-  return native.startFuse(mountDir, opts, handlers);
+  return track(native.startFuse(mountDir, opts, handlers));
 }
 
 /** The error of {@link startCuse} when the kernel has no CUSE. */
@@ -232,7 +232,7 @@ export const NO_CUSE_MESSAGE =
  */
 export function startCuse(opts: CuseOptions, handlers: SessionHandlers): Session {
   try {
-    return native.startCuse(opts, handlers);
+    return track(native.startCuse(opts, handlers));
   } catch (error) {
     if (isSystemError(error) && error.code === 'ENOENT' && error.path === '/dev/cuse') {
       throw Object.assign(new Error(NO_CUSE_MESSAGE, { cause: error }), { code: 'ENOENT' });
@@ -261,6 +261,29 @@ export function watchPid(pid: number, onExit: () => void): PidWatch | null {
  */
 export function peerCredentials(socketFd: number): PeerCredentials {
   return native.peerCredentials(socketFd);
+}
+
+/**
+ * Sessions still open when the process exits get closed, so that
+ * `process.exit()` does not leave a dead mount ("Transport endpoint is not
+ * connected") behind. (Node runs no native cleanup hooks on process.exit.)
+ */
+const liveSessions = new Set<Session>();
+let exitHookInstalled = false;
+
+function track(session: Session): Session {
+  for (const known of liveSessions) if (known.isClosed) liveSessions.delete(known);
+  if (!exitHookInstalled) {
+    process.on('exit', closeLiveSessions);
+    exitHookInstalled = true;
+  }
+  liveSessions.add(session);
+  return session;
+}
+
+function closeLiveSessions(): void {
+  for (const session of liveSessions) session.close();
+  liveSessions.clear();
 }
 
 function isSystemError(error: unknown): error is NodeJS.ErrnoException {
