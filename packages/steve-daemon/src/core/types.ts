@@ -87,7 +87,7 @@ export type SchedulerEvent =
   | { readonly type: 'sample'; readonly sample: ProbeSample };
 
 /** Errors a request can be answered with (the front maps them to errno values). */
-export type ReplyErrno = 'EAGAIN' | 'EINTR' | 'ENOSPC' | 'ESHUTDOWN';
+export type ReplyErrno = 'EAGAIN' | 'EINTR' | 'ENOSPC';
 
 /** How a request is answered. */
 export type Reply =

@@ -1,0 +1,330 @@
+/**
+ * The running pool: one scheduler core, the real clock, and the adapters
+ * around it. Fronts turn kernel requests into events (`server.event(…)`) and
+ * register a port through which the effects reach the kernel again; the
+ * server owns timers, pidfd watches and probe samples.
+ *
+ * Ids: every front numbers its requests, files and poll handles itself; the
+ * server maps them to global ids so several fronts share one core.
+ */
+
+import { performance } from 'node:perf_hooks';
+import {
+  type FileId,
+  type ProbeSample,
+  type Reply,
+  Scheduler,
+  type SchedulerConfig,
+  type SchedulerEffect,
+  type SchedulerEvent,
+  type SchedulerRecord,
+  type SchedulerSnapshot,
+} from '../core/index.js';
+import { commandLineOf, ThreadGroups } from './processes.js';
+
+/** How the server reaches back into one front. */
+export interface FrontPort {
+  readonly name: string;
+  reply(localRequestId: number, reply: Reply): void;
+  notifyPoll(localPollHandleId: number): void;
+  dropPollHandle(localPollHandleId: number): void;
+}
+
+/** Platform services, injectable for tests. */
+export interface ServerServices {
+  /** Monotonic milliseconds. */
+  now(): number;
+  /** Watch a process; call `onExit` once when it ends. Null: it is already gone. */
+  watchPid(pid: number, onExit: () => void): { close(): void } | null;
+  /** Read the probes the current limits need. */
+  sample(config: SchedulerConfig): Promise<ProbeSample>;
+  /** A line for the log. */
+  log(line: string): void;
+}
+
+export interface PoolServerOptions {
+  readonly config: Partial<SchedulerConfig> & { readonly jobs: number };
+  readonly services: ServerServices;
+  /** Log every grant, return and reservation (`-v`). */
+  readonly verbose?: boolean;
+}
+
+interface RequestRoute {
+  readonly port: FrontPort;
+  readonly localId: number;
+}
+
+/** One front's view of the server: global ids for its local ones. */
+export class FrontConnection {
+  private readonly requests = new Map<number, number>();
+  private readonly files = new Map<number, number>();
+
+  constructor(
+    private readonly server: PoolServer,
+    readonly port: FrontPort,
+  ) {}
+
+  /** The global id of a local file, allocated on first use. */
+  file(localFileId: number): FileId {
+    let id = this.files.get(localFileId);
+    if (id === undefined) {
+      id = this.server.allocateFileId();
+      this.files.set(localFileId, id);
+    }
+    return id;
+  }
+
+  /** The global id of a file that was released (forgotten afterwards). */
+  releaseFile(localFileId: number): FileId | undefined {
+    const id = this.files.get(localFileId);
+    this.files.delete(localFileId);
+    return id;
+  }
+
+  /** Allocate the global id of a new request. */
+  request(localRequestId: number): number {
+    const id = this.server.allocateRequest(this, localRequestId);
+    this.requests.set(localRequestId, id);
+    return id;
+  }
+
+  /** The global id of a pending request, if it is still pending. */
+  pendingRequest(localRequestId: number): number | undefined {
+    return this.requests.get(localRequestId);
+  }
+
+  forgetRequest(localRequestId: number): void {
+    this.requests.delete(localRequestId);
+  }
+
+  pollHandle(localPollHandleId: number): number {
+    return this.server.allocatePollHandle(this, localPollHandleId);
+  }
+
+  event(event: SchedulerEvent): void {
+    this.server.event(event);
+  }
+}
+
+export class PoolServer {
+  private readonly scheduler: Scheduler;
+  private readonly services: ServerServices;
+  private readonly verbose: boolean;
+  readonly threadGroups = new ThreadGroups();
+
+  private nextRequestId = 1;
+  private nextFileId = 1;
+  private nextPollHandleId = 1;
+  private readonly requests = new Map<number, { connection: FrontConnection; localId: number }>();
+  private readonly pollHandles = new Map<number, RequestRoute>();
+  private readonly watches = new Map<number, { close(): void }>();
+  private readonly commands = new Map<number, string>();
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private readonly recordListeners = new Set<(atMs: number, record: SchedulerRecord) => void>();
+
+  constructor(options: PoolServerOptions) {
+    this.scheduler = new Scheduler({ config: options.config });
+    this.services = options.services;
+    this.verbose = options.verbose ?? false;
+  }
+
+  connect(port: FrontPort): FrontConnection {
+    return new FrontConnection(this, port);
+  }
+
+  /** Apply one event now and carry out its effects. */
+  event(event: SchedulerEvent): void {
+    if (this.stopped) return;
+    let effects: SchedulerEffect[];
+    try {
+      effects = this.scheduler.handle(event, this.services.now());
+    } catch (error) {
+      this.services.log(`steve-daemon: rejected ${event.type} event: ${(error as Error).message}`);
+      throw error;
+    }
+    for (const effect of effects) this.carryOut(effect);
+  }
+
+  /** Apply new settings (validated by the core; throws with the reason when invalid). */
+  configure(changes: Partial<SchedulerConfig>): void {
+    this.event({ type: 'configure', changes });
+  }
+
+  snapshot(): SchedulerSnapshot {
+    return this.scheduler.snapshot();
+  }
+
+  /** The command line recorded for a process when it was first seen. */
+  commandOf(pid: number): string {
+    return this.commands.get(pid) ?? commandLineOf(pid);
+  }
+
+  onRecord(listener: (atMs: number, record: SchedulerRecord) => void): () => void {
+    this.recordListeners.add(listener);
+    return () => this.recordListeners.delete(listener);
+  }
+
+  /** Stop timers and watches (the fronts answer their own pending requests). */
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    for (const watch of this.watches.values()) watch.close();
+    this.watches.clear();
+  }
+
+  /** A human report of holders and waiters (SIGUSR1, the FUSE status file). */
+  report(): string {
+    const snap = this.snapshot();
+    const now = this.services.now();
+    const age = (sinceMs: number): string => `${((now - sinceMs) / 1000).toFixed(1)}s`;
+    const lines = [
+      `jobs ${snap.config.jobs}  capacity ${snap.capacity}${snap.limitedBy ? ` (held down by ${snap.limitedBy})` : ''}  out ${snap.out}  reserved ${snap.reserved}  available ${snap.available}  waiting ${snap.waiting}  open files ${snap.openFiles}`,
+      `holders (${snap.holders.length}):`,
+      ...snap.holders.map(
+        (h) =>
+          `  pid ${h.pid || h.client}  tokens ${h.tokens}${h.reserved ? ' +1 reserved' : ''}  since ${age(h.holdingSinceMs)}  ${this.commandOf(h.pid)}`,
+      ),
+      `waiters (${snap.waiters.length}):`,
+      ...snap.waiters.map(
+        (w) =>
+          `  pid ${w.pid || w.client}  ${w.kind === 'poll' ? 'polling' : 'blocking read'}  for ${age(w.waitingSinceMs)}  ${this.commandOf(w.pid)}`,
+      ),
+    ];
+    return `${lines.join('\n')}\n`;
+  }
+
+  // ---- ids (used by FrontConnection) ---------------------------------------
+
+  allocateFileId(): FileId {
+    return this.nextFileId++;
+  }
+
+  allocateRequest(connection: FrontConnection, localId: number): number {
+    const id = this.nextRequestId++;
+    this.requests.set(id, { connection, localId });
+    return id;
+  }
+
+  allocatePollHandle(connection: FrontConnection, localId: number): number {
+    const id = this.nextPollHandleId++;
+    this.pollHandles.set(id, { port: connection.port, localId });
+    return id;
+  }
+
+  // ---- effects -------------------------------------------------------------
+
+  private carryOut(effect: SchedulerEffect): void {
+    switch (effect.type) {
+      case 'reply': {
+        const route = this.requests.get(effect.requestId);
+        if (!route) return;
+        this.requests.delete(effect.requestId);
+        route.connection.forgetRequest(route.localId);
+        route.connection.port.reply(route.localId, effect.reply);
+        return;
+      }
+      case 'notify-poll': {
+        const route = this.pollHandles.get(effect.pollHandleId);
+        this.pollHandles.delete(effect.pollHandleId);
+        route?.port.notifyPoll(route.localId);
+        return;
+      }
+      case 'drop-poll-handle': {
+        const route = this.pollHandles.get(effect.pollHandleId);
+        this.pollHandles.delete(effect.pollHandleId);
+        route?.port.dropPollHandle(route.localId);
+        return;
+      }
+      case 'watch':
+        this.watch(effect.pid);
+        return;
+      case 'timer':
+        this.setTimer(effect.atMs);
+        return;
+      case 'sample-request': {
+        const config = this.scheduler.settings;
+        this.services.sample(config).then(
+          (sample) => this.event({ type: 'sample', sample }),
+          () => this.event({ type: 'sample', sample: {} }),
+        );
+        return;
+      }
+      case 'record':
+        if (this.verbose)
+          this.services.log(formatRecord(effect.record, (pid) => this.commandOf(pid)));
+        for (const listener of this.recordListeners) listener(effect.atMs, effect.record);
+        return;
+    }
+  }
+
+  private watch(pid: number): void {
+    if (this.watches.has(pid)) return;
+    this.commands.set(pid, commandLineOf(pid));
+    const exited = (): void => {
+      this.watches.get(pid)?.close();
+      this.watches.delete(pid);
+      this.commands.delete(pid);
+      this.threadGroups.forgetProcess(pid);
+      this.event({ type: 'exit', pid });
+    };
+    let watch: { close(): void } | null = null;
+    try {
+      watch = this.services.watchPid(pid, exited);
+    } catch (error) {
+      this.services.log(
+        `steve-daemon: cannot watch pid ${pid} (${(error as Error).message}); its tokens come back only when it writes them`,
+      );
+      return;
+    }
+    if (watch === null) {
+      // Already gone: reclaim on the next turn of the loop, after this event.
+      setImmediate(exited);
+      return;
+    }
+    this.watches.set(pid, watch);
+  }
+
+  private setTimer(atMs: number | null): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (atMs === null || this.stopped) return;
+    const delayMs = Math.max(0, atMs - this.services.now());
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.event({ type: 'tick' });
+    }, Math.ceil(delayMs));
+  }
+}
+
+/** One log line for a record (`-v`). */
+export function formatRecord(record: SchedulerRecord, commandOf: (pid: number) => string): string {
+  const who = (pid: number, client: string): string =>
+    pid > 0 ? `pid ${pid} (${commandOf(pid)})` : client;
+  switch (record.type) {
+    case 'grant':
+      return `grant -> ${who(record.pid, record.client)}, now holds ${record.held}${record.viaReservation ? ' (reserved)' : ''}`;
+    case 'return':
+      return `return <- ${who(record.pid, record.client)}: ${record.tokens}, now holds ${record.held}`;
+    case 'reclaim':
+      return `reclaim <- ${who(record.pid, record.client)}: ${record.tokens} token(s), ${record.reason === 'exit' ? 'process exited' : 'file closed'}`;
+    case 'reserve':
+      return `reserve -> ${who(record.pid, record.client)}`;
+    case 'reservation-expired':
+      return `reservation expired: ${who(record.pid, record.client)}`;
+    case 'unowned-byte-dropped':
+      return `dropped an unowned byte from ${who(record.pid, record.client)}`;
+    case 'enospc':
+      return `ENOSPC: ${who(record.pid, record.client)} wrote ${record.bytes} byte(s) it does not hold`;
+    case 'interrupted':
+      return `interrupted: ${who(record.pid, record.client)}`;
+    case 'config':
+      return `config: ${JSON.stringify(record.changes)}`;
+  }
+}
+
+/** The real platform: the monotonic clock, pidfd watches, /proc probes. */
+export function realNow(): number {
+  return performance.now();
+}

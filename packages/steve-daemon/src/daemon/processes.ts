@@ -1,0 +1,58 @@
+/**
+ * What the kernel tells us about callers, turned into what the core needs:
+ * FUSE and CUSE report the calling *thread*; accounting is per process
+ * (thread group), read from `/proc/<tid>/status` (`Tgid:`).
+ */
+
+import { readFileSync } from 'node:fs';
+
+/** Thread ids seen recently -> their thread group; bounded, dropped when a process exits. */
+export class ThreadGroups {
+  private readonly cache = new Map<number, number>();
+
+  constructor(
+    private readonly readStatus: (tid: number) => string | null = readProcStatus,
+    private readonly maxEntries = 65_536,
+  ) {}
+
+  /**
+   * The process of thread `tid` (0 stays 0: a caller in another pid
+   * namespace). A thread that is already gone counts as its own process.
+   */
+  processOf(tid: number): number {
+    if (tid <= 0) return 0;
+    const cached = this.cache.get(tid);
+    if (cached !== undefined) return cached;
+    const status = this.readStatus(tid);
+    const match = status === null ? null : /^Tgid:\s+(\d+)$/m.exec(status);
+    const tgid = match ? Number(match[1]) : tid;
+    if (this.cache.size >= this.maxEntries) this.cache.clear();
+    this.cache.set(tid, tgid);
+    return tgid;
+  }
+
+  /** Forget the threads of a process that exited (their ids may be reused). */
+  forgetProcess(pid: number): void {
+    for (const [tid, tgid] of this.cache) if (tgid === pid) this.cache.delete(tid);
+  }
+}
+
+function readProcStatus(tid: number): string | null {
+  try {
+    return readFileSync(`/proc/${tid}/status`, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+/** The command line of a process for reports (`make -j8 all`), or `?` when it is gone. */
+export function commandLineOf(pid: number): string {
+  if (pid <= 0) return '(another pid namespace)';
+  try {
+    const raw = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    const words = raw.split('\0').filter((w) => w !== '');
+    return words.length === 0 ? '?' : words.join(' ');
+  } catch {
+    return '?';
+  }
+}
