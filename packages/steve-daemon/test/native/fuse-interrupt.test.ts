@@ -45,8 +45,9 @@ describe('interrupts', () => {
     await waitFor(() => responder.count('interrupt') === 1, 'INTERRUPT from the kernel');
     const read = responder.last('read');
     expect(responder.last('interrupt')?.reqId).toBe(read?.reqId);
-    // The kernel cannot finish the killed process before the reply.
-    expect(await processState(pid)).toBe('D');
+    // The kernel cannot finish the killed process before the reply: it
+    // waits, uninterruptibly, in the read.
+    await waitFor(async () => (await processState(pid)) === 'D', 'the killed reader in state D');
     expect(reader.hasExited()).toBe(false);
     expect(mount.session.replyError(read?.reqId ?? 0, EINTR)).toBe(true);
     const { signal } = await reader.exited;

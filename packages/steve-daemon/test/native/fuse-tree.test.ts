@@ -12,6 +12,7 @@ import {
   isMountPoint,
   mountInfoLine,
   mountTemp,
+  python,
   TokenResponder,
   waitFor,
   type TempMount,
@@ -112,6 +113,33 @@ describe('end of a session', () => {
     // Replies after the end are harmless no-ops.
     expect(mount.session.replyError(1, 5)).toBe(false);
     expect(mount.session.notifyPoll(1)).toBe(false);
+  });
+
+  it('close() from inside a handler takes effect after the current request', async () => {
+    const responder = new TokenResponder(0);
+    const replies: boolean[] = [];
+    responder.read = (reqId) => {
+      mount?.session.close();
+      replies.push(mount?.session.isClosed ?? false);
+      replies.push(mount?.session.replyData(reqId, Buffer.from('+')) ?? false);
+    };
+    mount = await mountTemp(responder);
+    const reader = python(
+      `import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+print("got", os.read(fd, 1))`,
+      mount.jobserver,
+    );
+    try {
+      await reader.waitLine('got');
+      expect(reader.lines).toContain("got b'+'");
+      expect(replies).toEqual([true, true]);
+      await waitFor(() => responder.count('closed') === 1, 'closed');
+      expect(responder.last('closed')?.reason).toBe('closed');
+      expect(await isMountPoint(mount.dir)).toBe(false);
+    } finally {
+      await reader.stop();
+    }
   });
 
   it.each([
