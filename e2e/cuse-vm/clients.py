@@ -306,6 +306,36 @@ def scenario_killed_holder(path: str) -> None:
         holder.finish()
 
 
+def scenario_killed_waiter(path: str) -> None:
+    """SIGKILL a reader blocked in read(): the daemon must answer the kernel's
+    INTERRUPT, or the process stays in the kernel forever (DESIGN.md)."""
+    name = "sigkilled-blocked-reader-exits"
+    holder = Peer("hold", path, "2")
+    try:
+        line = holder.expect("held 2", 20)
+        if line != "held 2":
+            result(name, False, f"holder: {line or 'no reply in 20 s'}")
+            return
+        reader = Peer("blocking-read", path)
+        if reader.expect("opened", 20) != "opened":
+            result(name, False, "reader did not open the device")
+            return
+        if not wait_blocked_in(reader.proc.pid, {SYS_READ}, 10):
+            result(name, False, "reader never blocked in read()")
+            return
+        reader.proc.kill()
+        killed_at = time.monotonic()
+        try:
+            reader.proc.wait(2)
+        except subprocess.TimeoutExpired:
+            _, state = syscall_and_state(reader.proc.pid)
+            result(name, False, f"still not gone 2 s after SIGKILL (state {state})")
+            return
+        result(name, True, f"reaped {time.monotonic() - killed_at:.3f} s after SIGKILL")
+    finally:
+        holder.finish()
+
+
 def scenario_pool_whole(path: str, jobs: str) -> None:
     """Every token is back: O_NONBLOCK reads get exactly `jobs` tokens, then EAGAIN."""
     fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
@@ -370,6 +400,7 @@ COMMANDS = {
     "tokens": scenario_tokens,
     "poll": scenario_poll,
     "killed-holder": scenario_killed_holder,
+    "killed-waiter": scenario_killed_waiter,
     "pool-whole": scenario_pool_whole,
     "device": scenario_device,
     "concurrency": scenario_concurrency,

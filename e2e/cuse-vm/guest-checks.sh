@@ -23,7 +23,7 @@ record() { # record PASS|FAIL name [detail]
 	local line="$1 $2"
 	if [[ $1 == PASS && -n ${3:-} ]]; then line+=" ($3)"; fi
 	if [[ $1 == FAIL ]]; then line+=": ${3:-failed}"; fi
-	echo "$line" | tee -a "$checks"
+	echo "$line" | /usr/bin/tee -a "$checks"
 }
 
 # Run a clients.py scenario; it prints its own PASS/FAIL lines.
@@ -96,6 +96,7 @@ if [[ -e $device ]]; then
 	scenario tokens "$device"
 	scenario poll "$device"
 	scenario killed-holder "$device"
+	scenario killed-waiter "$device"
 	scenario pool-whole "$device" $jobs
 else
 	record FAIL device-checks "skipped: $device does not exist"

@@ -17,6 +17,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 
 . /etc/cuse-vm.conf
+echo "cuse-vm init: /init started at uptime $(cut -d' ' -f1 /proc/uptime) s"
 
 die() {
 	echo "cuse-vm init: $*"
@@ -49,11 +50,11 @@ mount -t devpts devpts /newroot/dev/pts
 mount -t tmpfs tmpfs /newroot/dev/shm
 mount -t tmpfs tmpfs /newroot/tmp
 
-echo "cuse-vm init: running the checks"
+echo "cuse-vm init: running the checks at uptime $(cut -d' ' -f1 /newroot/proc/uptime) s"
 chroot /newroot /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 	HOME=/root LANG=C.UTF-8 /bin/bash "$REPO/e2e/cuse-vm/guest-checks.sh" "$REPO" /run/cuse-vm-results
 code=$?
 echo "$code" >/newroot/run/cuse-vm-results/exit-code
 sync
-echo "cuse-vm init: checks exited with $code"
+echo "cuse-vm init: checks exited with $code at uptime $(cut -d' ' -f1 /newroot/proc/uptime) s"
 poweroff -f

@@ -141,6 +141,7 @@ qemu_pid=
 set -e
 boot_s=$(since "$t0")
 say "VM ran for $boot_s s (qemu exit $qemu_status)"
+grep -ao 'cuse-vm init: .*' "$console" | sed 's/^/  guest: /' || true
 
 # --- report -------------------------------------------------------------------
 checks=$results/checks.txt
