@@ -265,6 +265,7 @@ export class Scheduler {
         client: client.key,
         tokens,
         held: client.held,
+        out: this.out,
       });
       this.refreshQueuePosition(client);
       this.reply(requestId, { kind: 'written', countBytes: tokens });
@@ -362,7 +363,12 @@ export class Scheduler {
     for (const client of [...this.reservedClients]) {
       if (client.reservation !== null && client.reservation.expiresAtMs <= this.now) {
         this.dropReservation(client);
-        this.record({ type: 'reservation-expired', pid: client.pid, client: client.key });
+        this.record({
+          type: 'reservation-expired',
+          pid: client.pid,
+          client: client.key,
+          out: this.out,
+        });
         this.refreshQueuePosition(client);
       }
     }
@@ -409,6 +415,7 @@ export class Scheduler {
       client: client.key,
       held: client.held,
       viaReservation,
+      out: this.out,
     });
     this.reply(requestId, { kind: 'token', byte: TOKEN_BYTE });
   }
@@ -426,7 +433,13 @@ export class Scheduler {
       this.effects.push({ type: 'notify-poll', pollHandleId: waiter.pollHandleId });
     }
     this.refreshQueuePosition(client);
-    this.record({ type: 'reserve', pid: client.pid, client: client.key, expiresAtMs });
+    this.record({
+      type: 'reserve',
+      pid: client.pid,
+      client: client.key,
+      expiresAtMs,
+      out: this.out,
+    });
   }
 
   private consumeReservation(client: Client): void {
@@ -585,7 +598,14 @@ export class Scheduler {
     this.queue.remove(client);
     this.clients.delete(client.id);
     if (tokens > 0 || reason === 'exit') {
-      this.record({ type: 'reclaim', pid: client.pid, client: client.key, tokens, reason });
+      this.record({
+        type: 'reclaim',
+        pid: client.pid,
+        client: client.key,
+        tokens,
+        reason,
+        out: this.out,
+      });
     }
   }
 

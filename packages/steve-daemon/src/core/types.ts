@@ -101,7 +101,10 @@ export type Reply =
   | { readonly kind: 'poll'; readonly readable: boolean }
   | { readonly kind: 'error'; readonly errno: ReplyErrno };
 
-/** Something that happened, for the log and the control stream. */
+/**
+ * Something that happened, for the log and the control stream. `out` is the
+ * number of tokens out of the pool (held plus reserved) right after it.
+ */
 export type SchedulerRecord =
   | {
       readonly type: 'grant';
@@ -109,6 +112,7 @@ export type SchedulerRecord =
       readonly client: string;
       readonly held: number;
       readonly viaReservation: boolean;
+      readonly out: number;
     }
   | {
       readonly type: 'return';
@@ -116,6 +120,7 @@ export type SchedulerRecord =
       readonly client: string;
       readonly tokens: number;
       readonly held: number;
+      readonly out: number;
     }
   | {
       readonly type: 'reclaim';
@@ -123,14 +128,21 @@ export type SchedulerRecord =
       readonly client: string;
       readonly tokens: number;
       readonly reason: 'exit' | 'close';
+      readonly out: number;
     }
   | {
       readonly type: 'reserve';
       readonly pid: number;
       readonly client: string;
       readonly expiresAtMs: number;
+      readonly out: number;
     }
-  | { readonly type: 'reservation-expired'; readonly pid: number; readonly client: string }
+  | {
+      readonly type: 'reservation-expired';
+      readonly pid: number;
+      readonly client: string;
+      readonly out: number;
+    }
   | { readonly type: 'unowned-byte-dropped'; readonly pid: number; readonly client: string }
   | {
       readonly type: 'enospc';

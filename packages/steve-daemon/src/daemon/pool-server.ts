@@ -304,15 +304,15 @@ export function formatRecord(record: SchedulerRecord, commandOf: (pid: number) =
     pid > 0 ? `pid ${pid} (${commandOf(pid)})` : client;
   switch (record.type) {
     case 'grant':
-      return `grant -> ${who(record.pid, record.client)}, now holds ${record.held}${record.viaReservation ? ' (reserved)' : ''}`;
+      return `grant -> ${who(record.pid, record.client)}, now holds ${record.held}${record.viaReservation ? ' (reserved)' : ''}; out ${record.out}`;
     case 'return':
-      return `return <- ${who(record.pid, record.client)}: ${record.tokens}, now holds ${record.held}`;
+      return `return <- ${who(record.pid, record.client)}: ${record.tokens}, now holds ${record.held}; out ${record.out}`;
     case 'reclaim':
-      return `reclaim <- ${who(record.pid, record.client)}: ${record.tokens} token(s), ${record.reason === 'exit' ? 'process exited' : 'file closed'}`;
+      return `reclaim <- ${who(record.pid, record.client)}: ${record.tokens} token(s), ${record.reason === 'exit' ? 'process exited' : 'file closed'}; out ${record.out}`;
     case 'reserve':
-      return `reserve -> ${who(record.pid, record.client)}`;
+      return `reserve -> ${who(record.pid, record.client)}; out ${record.out}`;
     case 'reservation-expired':
-      return `reservation expired: ${who(record.pid, record.client)}`;
+      return `reservation expired: ${who(record.pid, record.client)}; out ${record.out}`;
     case 'unowned-byte-dropped':
       return `dropped an unowned byte from ${who(record.pid, record.client)}`;
     case 'enospc':

@@ -51,7 +51,10 @@ export function commandLineOf(pid: number): string {
   try {
     const raw = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
     const words = raw.split('\0').filter((w) => w !== '');
-    return words.length === 0 ? '?' : words.join(' ');
+    if (words.length === 0) return '?';
+    // One line in logs and tables: no control characters, at most 200 characters.
+    const line = words.join(' ').replace(/\p{Cc}+/gu, ' ');
+    return line.length > 200 ? `${line.slice(0, 199)}…` : line;
   } catch {
     return '?';
   }

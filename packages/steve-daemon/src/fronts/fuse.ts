@@ -37,9 +37,11 @@ export class FrontInUseError extends Error {
 
 /** Clear a stale steve mount at `dir` (its daemon died); refuse a live one. */
 export function prepareMountPoint(dir: string, log: (line: string) => void): void {
-  mkdirSync(dir, { recursive: true });
   const mounted = mountAt(dir);
-  if (!mounted) return;
+  if (!mounted) {
+    mkdirSync(dir, { recursive: true });
+    return;
+  }
   if (mounted.fsType !== 'fuse.steve') {
     throw new FrontInUseError(
       `${dir} already has a ${mounted.fsType} file system mounted on it; choose another directory with --fuse DIR`,

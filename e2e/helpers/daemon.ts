@@ -1,0 +1,147 @@
+// Start the real steve-daemon (FUSE front, since this kernel has no CUSE) in
+// a unique temporary directory; stop it by its pid and always unmount.
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const DAEMON_BIN = join(REPO, 'packages', 'steve-daemon', 'bin', 'steve-daemon.js');
+/** Debian's python3 (PATH may hold another one). */
+export const PYTHON = '/usr/bin/python3';
+export const CLIENTS = join(REPO, 'e2e', 'clients');
+
+export interface RunningDaemon {
+  readonly dir: string;
+  readonly mountDir: string;
+  readonly jobserverPath: string;
+  readonly process: ChildProcess;
+  /** stderr lines so far (records with -v). */
+  readonly log: string[];
+  /** The largest `out N` any record reported. */
+  maxOut(): number;
+  /** The `status` file. */
+  status(): string;
+  /** Tokens out according to the status file. */
+  out(): number;
+  stop(): Promise<number | null>;
+}
+
+export async function waitFor<T>(
+  what: string,
+  check: () => T | undefined | null | false,
+  deadlineMs = 10_000,
+): Promise<T> {
+  const start = Date.now();
+  for (let delayMs = 2; ; delayMs = Math.min(delayMs * 2, 50)) {
+    const value = check();
+    if (value !== undefined && value !== null && value !== false) return value;
+    if (Date.now() - start > deadlineMs)
+      throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, delayMs));
+  }
+}
+
+function isMounted(dir: string): boolean {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .some((line) => line.split(' ')[4] === dir);
+}
+
+export async function startDaemon(args: string[] = []): Promise<RunningDaemon> {
+  const dir = mkdtempSync(join(tmpdir(), 'steve-e2e-'));
+  const mountDir = join(dir, 'mnt');
+  const child = spawn(process.execPath, [DAEMON_BIN, '--fuse', mountDir, '-v', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const log: string[] = [];
+  let stdout = '';
+  let maxOut = 0;
+  let exitCode: number | null | undefined;
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  let partial = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    partial += chunk;
+    const lines = partial.split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      log.push(line);
+      const out = /; out (\d+)$/.exec(line);
+      if (out) maxOut = Math.max(maxOut, Number(out[1]));
+    }
+  });
+  const exited = new Promise<number | null>((resolveExit) =>
+    child.on('exit', (code) => {
+      exitCode = code;
+      resolveExit(code);
+    }),
+  );
+  const cleanup = (): void => {
+    if (isMounted(mountDir)) spawnSync('umount', ['-l', mountDir]);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitFor('the daemon to say where it serves', () => {
+      if (exitCode !== undefined)
+        throw new Error(`steve-daemon exited (${exitCode}): ${log.join('\n')}`);
+      return /serving \d+ tokens on (\S+)/.exec(stdout)?.[1];
+    });
+  } catch (error) {
+    child.kill('SIGKILL');
+    await exited;
+    cleanup();
+    throw error;
+  }
+  const jobserverPath = join(mountDir, 'jobserver');
+  const status = (): string => readFileSync(join(mountDir, 'status'), 'utf8');
+  return {
+    dir,
+    mountDir,
+    jobserverPath,
+    process: child,
+    log,
+    maxOut: () => maxOut,
+    status,
+    out: () => Number(/ out (\d+) /.exec(status())?.[1] ?? NaN),
+    stop: async () => {
+      if (exitCode === undefined) child.kill('SIGTERM');
+      const code = await Promise.race([
+        exited,
+        new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 10_000)),
+      ]);
+      if (code === 'timeout') {
+        child.kill('SIGKILL');
+        await exited;
+      }
+      const wasMounted = isMounted(mountDir);
+      cleanup();
+      if (wasMounted) throw new Error(`steve-daemon left ${mountDir} mounted after SIGTERM`);
+      return code === 'timeout' ? null : code;
+    },
+  };
+}
+
+/** Intervals [start, end] from lines `start NAME NS` / `end NAME NS`; the most that overlap. */
+export function maxConcurrency(stampLines: string[]): number {
+  const events: Array<[number, number]> = [];
+  for (const line of stampLines) {
+    const [kind, , ns] = line.trim().split(/\s+/);
+    if (kind === 'start') events.push([Number(ns), 1]);
+    if (kind === 'end') events.push([Number(ns), -1]);
+  }
+  events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let running = 0;
+  let most = 0;
+  for (const [, delta] of events) {
+    running += delta;
+    most = Math.max(most, running);
+  }
+  return most;
+}
+
+/** Resolves with the exit code once `child` has exited (also when it already has). */
+export function exitOf(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolveExit) => child.once('exit', (code) => resolveExit(code)));
+}
