@@ -7,6 +7,7 @@ const root = new URL('..', import.meta.url).pathname;
 const dirs = [
   ...readdirSync(join(root, 'packages')).map((name) => join(root, 'packages', name)),
   join(root, 'e2e'),
+  join(root, 'bench'),
 ];
 let passed = 0;
 let failed = 0;
@@ -21,6 +22,16 @@ for (const dir of dirs) {
   console.log(
     `${dir.slice(root.length)}: ${report.numPassedTests} passed, ${report.numFailedTests} failed`,
   );
+}
+// The CUSE checks inside the VM print their own "N passed, N failed" line.
+const vm = join(root, '.cuse-vm-summary');
+if (existsSync(vm)) {
+  const match = /^(\d+) passed, (\d+) failed$/.exec(readFileSync(vm, 'utf8').trim());
+  if (match) {
+    passed += Number(match[1]);
+    failed += Number(match[2]);
+    console.log(`e2e/cuse-vm (qemu): ${match[1]} passed, ${match[2]} failed`);
+  }
 }
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exit(failed > 0 ? 1 : 0);
