@@ -8,10 +8,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runSchedBench, schedMarkdown } from './sched.js';
+import { runTokensBench, tokensMarkdown } from './tokens.js';
 
 const resultsDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'results');
 const which = process.argv.slice(2).filter((a) => a !== '--');
-const known = ['sched'];
+const known = ['sched', 'tokens'];
 const selected = which.length === 0 ? known : which;
 
 for (const name of selected) {
@@ -30,5 +31,13 @@ for (const name of selected) {
     writeFileSync(join(resultsDir, 'sched.json'), `${JSON.stringify(result, null, 2)}\n`);
     writeFileSync(join(resultsDir, 'sched.md'), `# pnpm bench sched\n\n${markdown}`);
     console.log(`wrote ${join('bench', 'results', 'sched.json')} and sched.md`);
+  }
+  if (name === 'tokens') {
+    const result = await runTokensBench();
+    const markdown = tokensMarkdown(result);
+    console.log(markdown);
+    writeFileSync(join(resultsDir, 'tokens.json'), `${JSON.stringify(result, null, 2)}\n`);
+    writeFileSync(join(resultsDir, 'tokens.md'), `# pnpm bench tokens\n\n${markdown}`);
+    console.log(`wrote ${join('bench', 'results', 'tokens.json')} and tokens.md`);
   }
 }
