@@ -52,6 +52,14 @@ describe('steve-daemon command line', () => {
     }
   });
 
+  it('--mode and --group set the permissions of the jobserver file', async () => {
+    const daemon = await startDaemon(['-j', '1', '--mode', '0640', '--group', '100']);
+    daemons.push(daemon);
+    const stat = statSync(daemon.jobserverPath);
+    expect(stat.mode & 0o7777).toBe(0o640);
+    expect(stat.gid).toBe(100);
+  });
+
   it('refuses a second daemon on the same mount', async () => {
     const first = await startDaemon(['-j', '2']);
     daemons.push(first);

@@ -306,7 +306,9 @@ Napi::Value Session::StartFuse(const Napi::CallbackInfo& info) {
   self->front_ = Front::kFuse;
   self->fileMode_ = fileMode.As<Napi::Number>().Uint32Value() & 07777;
   self->ownerUid_ = geteuid();
-  self->ownerGid_ = getegid();
+  // The group owning `jobserver` (e.g. `jobserver`, with mode 0660); the daemon's own by default.
+  Napi::Value fileGid = opts.Get("fileGid");
+  self->ownerGid_ = fileGid.IsNumber() ? fileGid.As<Napi::Number>().Uint32Value() : getegid();
   clock_gettime(CLOCK_REALTIME, &self->startTime_);
   self->TakeHandlers(info[2].As<Napi::Object>());
 

@@ -114,7 +114,7 @@ export function parseDaemonArgs(argv: string[]): DaemonArgs {
     })
     .option('group', {
       type: 'string',
-      describe: `group owning the CUSE device (default: ${DEFAULT_GROUP} when it exists)`,
+      describe: `group owning the device or file (default: ${DEFAULT_GROUP} when it exists)`,
     })
     .option('allow-other', {
       type: 'boolean',
@@ -292,6 +292,7 @@ export async function main(argv: string[]): Promise<void> {
           {
             dir,
             fileMode: access.mode,
+            fileGid: access.gid,
             allowOther: args.allowOther,
             debug: args.debug,
             onUnexpectedClose,

@@ -18,6 +18,8 @@ export interface FuseFrontOptions {
   readonly dir: string;
   /** Permission bits of `jobserver`. */
   readonly fileMode: number;
+  /** Group owning `jobserver`, or null for the daemon's own. */
+  readonly fileGid: number | null;
   readonly allowOther: boolean;
   readonly debug?: boolean;
   readonly onUnexpectedClose: (reason: string) => void;
@@ -84,7 +86,12 @@ export function startFuseFront(
   });
   const session = startFuse(
     dir,
-    { allowOther: options.allowOther, fileMode: options.fileMode, debug: options.debug ?? false },
+    {
+      allowOther: options.allowOther,
+      fileMode: options.fileMode,
+      ...(options.fileGid === null ? {} : { fileGid: options.fileGid }),
+      debug: options.debug ?? false,
+    },
     front.handlers(),
   );
   front.attach(session);

@@ -147,6 +147,8 @@ export interface FuseOptions {
   allowOther: boolean;
   /** Permission bits of `jobserver`, e.g. 0o666; enforced by the kernel. */
   fileMode: number;
+  /** Group owning `jobserver` (with a mode such as 0o660); the daemon's own group when absent. */
+  fileGid?: number;
   /** libfuse debug output on stderr. */
   debug?: boolean;
 }
