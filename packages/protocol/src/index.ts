@@ -8,3 +8,5 @@ export * from './errors.js';
 export * from './auth.js';
 export * from './makeflags.js';
 export * from './env.js';
+export * from './settings.js';
+export * from './control.js';

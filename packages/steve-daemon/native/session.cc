@@ -29,8 +29,10 @@ namespace {
 constexpr fuse_ino_t kRootIno = FUSE_ROOT_ID;
 constexpr fuse_ino_t kJobserverIno = 2;
 constexpr fuse_ino_t kStatusIno = 3;
+constexpr fuse_ino_t kControlLinkIno = 4;
 constexpr const char* kJobserverName = "jobserver";
 constexpr const char* kStatusName = "status";
+constexpr const char* kControlLinkName = "control.sock";
 // The tree never changes, so the kernel may cache names and attributes.
 constexpr double kAttrTimeoutSeconds = 1.0;
 
@@ -98,6 +100,10 @@ void LlFlush(fuse_req_t req, fuse_ino_t, struct fuse_file_info*) {
   fuse_reply_err(req, 0);
 }
 
+void LlReadlink(fuse_req_t req, fuse_ino_t ino) {
+  Guard("readlink", [&] { Self(req)->OnReadlink(req, ino); });
+}
+
 void LlRead(fuse_req_t req, fuse_ino_t, size_t size, off_t offset,
             struct fuse_file_info* fi) {
   Guard("read", [&] { Self(req)->OnRead(req, size, offset, fi); });
@@ -129,6 +135,7 @@ struct fuse_lowlevel_ops MakeFuseOps() {
   ops.open = LlOpen;
   ops.release = LlRelease;
   ops.flush = LlFlush;
+  ops.readlink = LlReadlink;
   ops.read = LlRead;
   ops.write = LlWrite;
   ops.ioctl = LlIoctl;
@@ -307,6 +314,8 @@ Napi::Value Session::StartFuse(const Napi::CallbackInfo& info) {
   self->fileMode_ = fileMode.As<Napi::Number>().Uint32Value() & 07777;
   self->ownerUid_ = geteuid();
   // The group owning `jobserver` (e.g. `jobserver`, with mode 0660); the daemon's own by default.
+  Napi::Value controlLink = opts.Get("controlLink");
+  if (controlLink.IsString()) self->controlLink_ = controlLink.As<Napi::String>().Utf8Value();
   Napi::Value fileGid = opts.Get("fileGid");
   self->ownerGid_ = fileGid.IsNumber() ? fileGid.As<Napi::Number>().Uint32Value() : getegid();
   clock_gettime(CLOCK_REALTIME, &self->startTime_);
@@ -555,6 +564,13 @@ bool Session::FillAttr(fuse_ino_t ino, struct stat* st) const {
       st->st_mode = S_IFREG | 0444;
       st->st_nlink = 1;
       return true;
+    case kControlLinkIno:
+      // `control.sock` -> the control socket, which cannot live inside this mount.
+      if (controlLink_.empty()) return false;
+      st->st_mode = S_IFLNK | 0777;
+      st->st_nlink = 1;
+      st->st_size = static_cast<off_t>(controlLink_.size());
+      return true;
     default:
       return false;
   }
@@ -566,6 +582,8 @@ void Session::OnLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     ino = kJobserverIno;
   if (parent == kRootIno && std::strcmp(name, kStatusName) == 0)
     ino = kStatusIno;
+  if (parent == kRootIno && std::strcmp(name, kControlLinkName) == 0)
+    ino = kControlLinkIno;
   struct fuse_entry_param entry = {};
   if (ino == 0 || !FillAttr(ino, &entry.attr)) {
     fuse_reply_err(req, ENOENT);
@@ -606,7 +624,16 @@ void Session::OnReaddir(fuse_req_t req, fuse_ino_t ino, size_t size,
   add("..", kRootIno);
   add(kJobserverName, kJobserverIno);
   add(kStatusName, kStatusIno);
+  if (!controlLink_.empty()) add(kControlLinkName, kControlLinkIno);
   ReplyBufLimited(req, listing, size, offset);
+}
+
+void Session::OnReadlink(fuse_req_t req, fuse_ino_t ino) {
+  if (ino != kControlLinkIno || controlLink_.empty()) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  fuse_reply_readlink(req, controlLink_.c_str());
 }
 
 // ---- file operations (FUSE and CUSE) --------------------------------------

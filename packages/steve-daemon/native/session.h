@@ -33,6 +33,7 @@ class Session : public Napi::ObjectWrap<Session> {
   // libfuse operation callbacks (plain C entry points call these).
   void OnLookup(fuse_req_t req, fuse_ino_t parent, const char* name);
   void OnGetattr(fuse_req_t req, fuse_ino_t ino);
+  void OnReadlink(fuse_req_t req, fuse_ino_t ino);
   void OnReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset);
   void OnOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
   void OnRelease(fuse_req_t req, struct fuse_file_info* fi);
@@ -112,6 +113,7 @@ class Session : public Napi::ObjectWrap<Session> {
   mode_t fileMode_ = 0666;
   uid_t ownerUid_ = 0;
   gid_t ownerGid_ = 0;
+  std::string controlLink_;  // FUSE: target of the `control.sock` symlink, empty for none
   struct timespec startTime_ = {};
 
   uint64_t nextFileId_ = 1;

@@ -6,9 +6,13 @@
  *   steve-daemon -j16 -a 4096 -l 20   with a memory and a load limit
  */
 
+import { type Server as HttpServer, createServer as createHttpServer } from 'node:http';
 import { availableParallelism } from 'node:os';
+import { join, resolve } from 'node:path';
 import yargs from 'yargs';
 import {
+  CONTROL_SOCKET_ENV,
+  DEFAULT_CONTROL_SOCKET_PATH,
   DEFAULT_CUSE_NAME,
   DEFAULT_FUSE_DIR,
   DEFAULT_RESERVATION_TTL_MS,
@@ -22,7 +26,8 @@ import {
 import { PoolServer, realNow } from '../daemon/pool-server.js';
 import { cuseAvailable, startCuseFront } from '../fronts/cuse.js';
 import { type RunningFront, startFuseFront } from '../fronts/fuse.js';
-import { watchPid } from '../native/addon.js';
+import { peerCredentials, watchPid } from '../native/addon.js';
+import { type ControlServer, startControlServer } from '../control/server.js';
 import { sampleProbes } from '../probes/probes.js';
 import { lookupGroup } from './groups.js';
 
@@ -44,6 +49,8 @@ export interface DaemonArgs {
   mode: string | undefined;
   group: string | undefined;
   allowOther: boolean;
+  control: string | undefined;
+  metricsListen: string | undefined;
   verbose: boolean;
   debug: boolean;
 }
@@ -116,6 +123,14 @@ export function parseDaemonArgs(argv: string[]): DaemonArgs {
       type: 'string',
       describe: `group owning the device or file (default: ${DEFAULT_GROUP} when it exists)`,
     })
+    .option('control', {
+      type: 'string',
+      describe: `control socket for stevie (default: $STEVE_CONTROL or ${DEFAULT_CONTROL_SOCKET_PATH})`,
+    })
+    .option('metrics-listen', {
+      type: 'string',
+      describe: 'also serve Prometheus metrics over HTTP on HOST:PORT (loopback only)',
+    })
     .option('allow-other', {
       type: 'boolean',
       default: true,
@@ -152,6 +167,8 @@ export function parseDaemonArgs(argv: string[]): DaemonArgs {
     mode: parsed.mode,
     group: parsed.group,
     allowOther: parsed['allow-other'],
+    control: parsed.control,
+    metricsListen: parsed['metrics-listen'],
     verbose: parsed.verbose || parsed.debug,
     debug: parsed.debug,
   };
@@ -218,6 +235,43 @@ export function servingLine(front: RunningFront, jobs: number): string {
   );
 }
 
+/** Where the control socket really goes, and the symlink a FUSE mount needs for it. */
+export function controlPlacement(
+  controlPath: string,
+  fuseDir: string | null,
+): { socketPath: string; linkFromMount: string | null } {
+  const control = resolve(controlPath);
+  if (fuseDir === null) return { socketPath: control, linkFromMount: null };
+  const dir = resolve(fuseDir);
+  if (control === join(dir, 'control.sock')) {
+    // A socket cannot live inside the FUSE mount: put it beside the mount and
+    // let the mount's `control.sock` point to it, so the usual path works.
+    return { socketPath: `${dir}.control.sock`, linkFromMount: `${dir}.control.sock` };
+  }
+  if (control.startsWith(`${dir}/`)) {
+    throw new UsageError(
+      `the control socket ${control} cannot be inside the FUSE mount ${dir}; use ${join(dir, 'control.sock')} or a path outside it`,
+    );
+  }
+  return { socketPath: control, linkFromMount: null };
+}
+
+/** `HOST:PORT` on loopback only. */
+export function parseMetricsListen(text: string): { host: string; port: number } {
+  const match = /^(.*):(\d+)$/.exec(text);
+  const host = match?.[1]?.replace(/^\[(.*)\]$/, '$1');
+  const port = Number(match?.[2]);
+  if (!match || host === undefined || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new UsageError(`--metrics-listen wants HOST:PORT, e.g. 127.0.0.1:9512, got '${text}'`);
+  }
+  if (!['127.0.0.1', 'localhost', '::1'].includes(host) && !host.startsWith('127.')) {
+    throw new UsageError(
+      `--metrics-listen serves loopback only (127.0.0.1, ::1, localhost), got '${host}'`,
+    );
+  }
+  return { host, port };
+}
+
 export async function main(argv: string[]): Promise<void> {
   const log = (line: string): void => {
     process.stderr.write(`${line}\n`);
@@ -225,10 +279,22 @@ export async function main(argv: string[]): Promise<void> {
   let args: DaemonArgs;
   let config: Partial<SchedulerConfig> & { jobs: number };
   let access: { mode: number; gid: number | null };
+  let useCuse: boolean;
+  let fuseDir: string | null;
+  let control: { socketPath: string; linkFromMount: string | null };
+  let metricsListen: { host: string; port: number } | null;
   try {
     args = parseDaemonArgs(argv);
     config = configFromArgs(args);
     access = permissions(args, log);
+    useCuse = args.cuse !== undefined || (args.fuse === undefined && cuseAvailable());
+    fuseDir = args.fuse !== undefined || !useCuse ? resolve(args.fuse || DEFAULT_FUSE_DIR) : null;
+    control = controlPlacement(
+      args.control ?? process.env[CONTROL_SOCKET_ENV] ?? DEFAULT_CONTROL_SOCKET_PATH,
+      fuseDir,
+    );
+    metricsListen =
+      args.metricsListen === undefined ? null : parseMetricsListen(args.metricsListen);
   } catch (error) {
     log(`steve-daemon: ${(error as Error).message}`);
     process.exit(2);
@@ -251,10 +317,14 @@ export async function main(argv: string[]): Promise<void> {
   });
 
   const fronts: RunningFront[] = [];
+  let controlServer: ControlServer | null = null;
+  let metricsServer: HttpServer | null = null;
   let stopping = false;
-  const stop = (code: number): void => {
+  const stop = async (code: number): Promise<void> => {
     if (stopping) return;
     stopping = true;
+    metricsServer?.close();
+    await Promise.race([controlServer?.close(), new Promise((r) => setTimeout(r, 1000))]);
     for (const front of fronts) front.close();
     server.stop();
     // Let the sessions answer pending requests and unmount before leaving.
@@ -262,56 +332,86 @@ export async function main(argv: string[]): Promise<void> {
   };
   const onUnexpectedClose = (reason: string): void => {
     log(`steve-daemon: the jobserver went away (${reason}); exiting`);
-    stop(1);
+    void stop(1);
   };
 
   try {
-    const wantCuse = args.cuse !== undefined;
-    const wantFuse = args.fuse !== undefined;
-    if (wantCuse || (!wantFuse && cuseAvailable())) {
-      const name = args.cuse || DEFAULT_CUSE_NAME;
+    if (useCuse) {
       fronts.push(
         await startCuseFront(server, {
-          name,
+          name: args.cuse || DEFAULT_CUSE_NAME,
           mode: access.mode,
           gid: access.gid,
           debug: args.debug,
           onUnexpectedClose,
         }),
       );
-    } else if (!wantFuse) {
+    } else if (args.fuse === undefined) {
       log(
         `steve-daemon: no /dev/cuse (this kernel has no CUSE, or the cuse module is not loaded: modprobe cuse); serving a FUSE file instead`,
       );
     }
-    if (wantFuse || fronts.length === 0) {
-      const dir = args.fuse || DEFAULT_FUSE_DIR;
+    if (fuseDir !== null) {
       fronts.push(
         startFuseFront(
           server,
           {
-            dir,
+            dir: fuseDir,
             fileMode: access.mode,
             fileGid: access.gid,
             allowOther: args.allowOther,
             debug: args.debug,
             onUnexpectedClose,
+            ...(control.linkFromMount === null ? {} : { controlLink: control.linkFromMount }),
           },
           log,
         ),
       );
     }
+    controlServer = await startControlServer({
+      path: control.socketPath,
+      pool: server,
+      fronts: () => fronts.map((front) => ({ kind: front.kind, path: front.jobserverPath })),
+      adminGid: access.gid,
+      peerCredentials,
+      log,
+      now: realNow,
+    });
+    if (metricsListen !== null) {
+      const current = controlServer;
+      metricsServer = createHttpServer((request, response) => {
+        if (request.url !== '/metrics') {
+          response
+            .writeHead(404, { 'content-type': 'text/plain' })
+            .end('steve-daemon serves /metrics\n');
+          return;
+        }
+        response
+          .writeHead(200, { 'content-type': 'text/plain; version=0.0.4' })
+          .end(current.metrics());
+      });
+      const listening = metricsServer;
+      await new Promise<void>((resolveListen, reject) => {
+        listening.once('error', reject);
+        listening.listen(metricsListen.port, metricsListen.host, () => resolveListen());
+      });
+    }
   } catch (error) {
     log(`steve-daemon: ${(error as Error).message}`);
+    await controlServer?.close();
+    metricsServer?.close();
     for (const front of fronts) front.close();
     server.stop();
-    process.exitCode = 1;
+    setImmediate(() => process.exit(1));
     return;
   }
 
   for (const front of fronts) process.stdout.write(`${servingLine(front, config.jobs)}\n`);
-  process.on('SIGTERM', () => stop(0));
-  process.on('SIGINT', () => stop(0));
-  process.on('SIGHUP', () => stop(0));
+  process.stdout.write(
+    `steve-daemon: control socket ${args.control ?? process.env[CONTROL_SOCKET_ENV] ?? DEFAULT_CONTROL_SOCKET_PATH} (stevie status)\n`,
+  );
+  process.on('SIGTERM', () => void stop(0));
+  process.on('SIGINT', () => void stop(0));
+  process.on('SIGHUP', () => void stop(0));
   process.on('SIGUSR1', () => log(server.report().trimEnd()));
 }

@@ -1,3 +1,5 @@
+import type { PoolRecord, Fairness as ProtocolFairness, Settings } from '@steve/protocol';
+
 /**
  * The scheduler core's vocabulary: events in, effects out.
  *
@@ -13,30 +15,11 @@ export type RequestId = number;
 /** A front's id for one kernel poll handle (`fuse_pollhandle`). */
 export type PollHandleId = number;
 
-/** The order in which waiters get tokens. */
-export type Fairness = 'least-held' | 'fifo';
+/** The order in which waiters get tokens (wire type from `@steve/protocol`). */
+export type Fairness = ProtocolFairness;
 
-/** Every runtime setting of the pool (`stevie set …` changes these). */
-export interface SchedulerConfig {
-  /** Tokens in the pool (`-j`). A decrease takes effect as tokens come back. */
-  readonly jobs: number;
-  /** Grant order among waiters. */
-  readonly fairness: Fairness;
-  /** How long a token reserved for a poller waits for its read. */
-  readonly reservationTtlMs: number;
-  /** Above this 1-minute load average only `minJobs` tokens are out (`-l`); null: no limit. */
-  readonly maxLoadAverage: number | null;
-  /** The floor the load, memory and pressure limits never go below (`-m`). */
-  readonly minJobs: number;
-  /** How often a limit is re-sampled while someone waits (`--load-recheck`). */
-  readonly limitRecheckMs: number;
-  /** Below this MemAvailable (MiB) only `minJobs` tokens are out (`-a`); null: no limit. */
-  readonly minMemoryAvailableMiB: number | null;
-  /** Above this PSI memory `some avg10` (percent) only `minJobs` tokens are out; null: no limit. */
-  readonly maxMemoryPressureAvg10: number | null;
-  /** At most this many tokens per process (`-p`); null: no cap. */
-  readonly perProcessLimit: number | null;
-}
+/** Every runtime setting of the pool: the control socket's `Settings`. */
+export type SchedulerConfig = Settings;
 
 /** What the probes read (any field may be missing when a probe is unavailable). */
 export interface ProbeSample {
@@ -102,56 +85,11 @@ export type Reply =
   | { readonly kind: 'error'; readonly errno: ReplyErrno };
 
 /**
- * Something that happened, for the log and the control stream. `out` is the
- * number of tokens out of the pool (held plus reserved) right after it.
+ * Something that happened, for the log and the control stream (the wire
+ * type `PoolRecord` of `@steve/protocol`). `out` is the number of tokens out
+ * of the pool (held plus reserved) right after it.
  */
-export type SchedulerRecord =
-  | {
-      readonly type: 'grant';
-      readonly pid: number;
-      readonly client: string;
-      readonly held: number;
-      readonly viaReservation: boolean;
-      readonly out: number;
-    }
-  | {
-      readonly type: 'return';
-      readonly pid: number;
-      readonly client: string;
-      readonly tokens: number;
-      readonly held: number;
-      readonly out: number;
-    }
-  | {
-      readonly type: 'reclaim';
-      readonly pid: number;
-      readonly client: string;
-      readonly tokens: number;
-      readonly reason: 'exit' | 'close';
-      readonly out: number;
-    }
-  | {
-      readonly type: 'reserve';
-      readonly pid: number;
-      readonly client: string;
-      readonly expiresAtMs: number;
-      readonly out: number;
-    }
-  | {
-      readonly type: 'reservation-expired';
-      readonly pid: number;
-      readonly client: string;
-      readonly out: number;
-    }
-  | { readonly type: 'unowned-byte-dropped'; readonly pid: number; readonly client: string }
-  | {
-      readonly type: 'enospc';
-      readonly pid: number;
-      readonly client: string;
-      readonly bytes: number;
-    }
-  | { readonly type: 'interrupted'; readonly pid: number; readonly client: string }
-  | { readonly type: 'config'; readonly changes: Partial<SchedulerConfig> };
+export type SchedulerRecord = PoolRecord;
 
 /** What the core asks its adapters to do. */
 export type SchedulerEffect =

@@ -21,12 +21,14 @@ export interface FuseFrontOptions {
   /** Group owning `jobserver`, or null for the daemon's own. */
   readonly fileGid: number | null;
   readonly allowOther: boolean;
+  /** Serve `control.sock` in the mount as a symlink to the real control socket. */
+  readonly controlLink?: string;
   readonly debug?: boolean;
   readonly onUnexpectedClose: (reason: string) => void;
 }
 
 export interface RunningFront {
-  readonly kind: 'cuse' | 'fuse';
+  readonly kind: 'cuse' | 'fuse' | 'fifo';
   /** The path clients open. */
   readonly jobserverPath: string;
   close(): void;
@@ -90,6 +92,7 @@ export function startFuseFront(
       allowOther: options.allowOther,
       fileMode: options.fileMode,
       ...(options.fileGid === null ? {} : { fileGid: options.fileGid }),
+      ...(options.controlLink === undefined ? {} : { controlLink: options.controlLink }),
       debug: options.debug ?? false,
     },
     front.handlers(),

@@ -1,0 +1,237 @@
+/**
+ * The control socket's messages: newline-delimited JSON, one request per
+ * line, one reply per request (matched by its optional `id`), and for
+ * subscribers a stream of `event` lines.
+ *
+ *   -> {"id":1,"type":"status"}
+ *   <- {"id":1,"ok":true,"result":{"settings":{…},"out":3,…}}
+ *   -> {"id":2,"type":"set","changes":{"jobs":12}}
+ *   <- {"id":2,"ok":false,"error":{"code":"forbidden","message":"…"}}
+ *   -> {"type":"subscribe"}
+ *   <- {"ok":true,"result":{"subscribed":true}}
+ *   <- {"type":"event","atMs":1234.5,"record":{"type":"grant",…}}
+ */
+
+import { type Settings, type SettingName, isSettingName, validateSettings } from './settings.js';
+
+/** Longest request line the daemon reads; a longer one is refused and the connection closed. */
+export const CONTROL_MAX_LINE_BYTES = 64 * 1024;
+
+export type RequestTag = number | string;
+
+export type ControlRequest =
+  | { readonly id?: RequestTag; readonly type: 'status' }
+  | { readonly id?: RequestTag; readonly type: 'get'; readonly setting?: SettingName }
+  | { readonly id?: RequestTag; readonly type: 'set'; readonly changes: Partial<Settings> }
+  | { readonly id?: RequestTag; readonly type: 'subscribe' }
+  | { readonly id?: RequestTag; readonly type: 'metrics' };
+
+export type ControlRequestType = ControlRequest['type'];
+const REQUEST_TYPES: readonly ControlRequestType[] = [
+  'status',
+  'get',
+  'set',
+  'subscribe',
+  'metrics',
+];
+
+export type ControlErrorCode =
+  | 'bad-json'
+  | 'bad-request'
+  | 'unknown-request'
+  | 'invalid-setting'
+  | 'forbidden'
+  | 'line-too-long'
+  | 'too-many-connections'
+  | 'internal';
+
+export interface ControlError {
+  readonly code: ControlErrorCode;
+  readonly message: string;
+}
+
+export type ControlReply =
+  | { readonly id?: RequestTag; readonly ok: true; readonly result: unknown }
+  | { readonly id?: RequestTag; readonly ok: false; readonly error: ControlError };
+
+/** Something that happened in the pool (the scheduler's record), streamed to subscribers. */
+export type PoolRecord =
+  | {
+      readonly type: 'grant';
+      readonly pid: number;
+      readonly client: string;
+      readonly held: number;
+      readonly viaReservation: boolean;
+      readonly out: number;
+    }
+  | {
+      readonly type: 'return';
+      readonly pid: number;
+      readonly client: string;
+      readonly tokens: number;
+      readonly held: number;
+      readonly out: number;
+    }
+  | {
+      readonly type: 'reclaim';
+      readonly pid: number;
+      readonly client: string;
+      readonly tokens: number;
+      readonly reason: 'exit' | 'close';
+      readonly out: number;
+    }
+  | {
+      readonly type: 'reserve';
+      readonly pid: number;
+      readonly client: string;
+      readonly expiresAtMs: number;
+      readonly out: number;
+    }
+  | {
+      readonly type: 'reservation-expired';
+      readonly pid: number;
+      readonly client: string;
+      readonly out: number;
+    }
+  | { readonly type: 'unowned-byte-dropped'; readonly pid: number; readonly client: string }
+  | {
+      readonly type: 'enospc';
+      readonly pid: number;
+      readonly client: string;
+      readonly bytes: number;
+    }
+  | { readonly type: 'interrupted'; readonly pid: number; readonly client: string }
+  | { readonly type: 'config'; readonly changes: Partial<Settings> };
+
+export interface ControlEventMessage {
+  readonly type: 'event';
+  /** Daemon-monotonic milliseconds. */
+  readonly atMs: number;
+  /** Wall-clock time, ms since the epoch. */
+  readonly wallMs: number;
+  readonly record: PoolRecord;
+}
+
+/** The `status` result. */
+export interface StatusResult {
+  readonly settings: Settings;
+  readonly capacity: number;
+  readonly out: number;
+  readonly reserved: number;
+  readonly available: number;
+  readonly waiting: number;
+  readonly openFiles: number;
+  readonly limitedBy: 'load' | 'memory' | 'pressure' | null;
+  readonly holders: ReadonlyArray<{
+    readonly pid: number;
+    readonly client: string;
+    readonly command: string;
+    readonly tokens: number;
+    readonly reserved: boolean;
+    readonly holdingForMs: number;
+  }>;
+  readonly waiters: ReadonlyArray<{
+    readonly pid: number;
+    readonly client: string;
+    readonly command: string;
+    readonly kind: 'read' | 'poll';
+    readonly waitingForMs: number;
+  }>;
+  readonly fronts: ReadonlyArray<{ readonly kind: string; readonly path: string }>;
+  readonly daemonPid: number;
+  readonly uptimeMs: number;
+}
+
+export type ParsedControlRequest =
+  | { readonly ok: true; readonly request: ControlRequest }
+  | { readonly ok: false; readonly id?: RequestTag; readonly error: ControlError };
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Parse and validate one request line. Never throws: anything wrong comes
+ * back as an error reply to send.
+ *
+ * @example
+ * parseControlRequest('{"id":1,"type":"set","changes":{"jobs":8}}')
+ * // { ok: true, request: { id: 1, type: 'set', changes: { jobs: 8 } } }
+ */
+export function parseControlRequest(line: string): ParsedControlRequest {
+  if (Buffer.byteLength(line, 'utf8') > CONTROL_MAX_LINE_BYTES) {
+    return {
+      ok: false,
+      error: {
+        code: 'line-too-long',
+        message: `request longer than ${CONTROL_MAX_LINE_BYTES} bytes`,
+      },
+    };
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch (error) {
+    return {
+      ok: false,
+      error: { code: 'bad-json', message: `not JSON: ${(error as Error).message}` },
+    };
+  }
+  if (!isRecord(value)) {
+    return {
+      ok: false,
+      error: { code: 'bad-request', message: 'a request is a JSON object with a "type"' },
+    };
+  }
+  const rawId = value.id;
+  const id: RequestTag | undefined =
+    (typeof rawId === 'number' && Number.isFinite(rawId)) ||
+    (typeof rawId === 'string' && rawId.length <= 256)
+      ? rawId
+      : undefined;
+  const fail = (code: ControlErrorCode, message: string): ParsedControlRequest =>
+    id === undefined
+      ? { ok: false, error: { code, message } }
+      : { ok: false, id, error: { code, message } };
+  if (rawId !== undefined && id === undefined)
+    return fail('bad-request', '"id" must be a number or a short string');
+  const type = value.type;
+  if (typeof type !== 'string' || !(REQUEST_TYPES as readonly string[]).includes(type)) {
+    return fail(
+      'unknown-request',
+      `unknown request type ${JSON.stringify(type)}; known: ${REQUEST_TYPES.join(', ')}`,
+    );
+  }
+  const tag = id === undefined ? {} : { id };
+  switch (type as ControlRequestType) {
+    case 'status':
+    case 'subscribe':
+    case 'metrics':
+      return { ok: true, request: { ...tag, type: type as 'status' | 'subscribe' | 'metrics' } };
+    case 'get': {
+      const setting = value.setting;
+      if (setting === undefined) return { ok: true, request: { ...tag, type: 'get' } };
+      if (typeof setting !== 'string' || !isSettingName(setting)) {
+        return fail('invalid-setting', `unknown setting ${JSON.stringify(setting)}`);
+      }
+      return { ok: true, request: { ...tag, type: 'get', setting } };
+    }
+    case 'set': {
+      const changes = value.changes;
+      if (!isRecord(changes) || Object.keys(changes).length === 0) {
+        return fail(
+          'bad-request',
+          '"set" needs "changes": an object of settings, e.g. {"jobs": 12}',
+        );
+      }
+      const problem = validateSettings(changes);
+      if (problem !== null) return fail('invalid-setting', problem);
+      return { ok: true, request: { ...tag, type: 'set', changes: changes as Partial<Settings> } };
+    }
+  }
+}
+
+/** One line (with its newline) for a reply or an event. */
+export function controlLine(message: ControlReply | ControlEventMessage): string {
+  return `${JSON.stringify(message)}\n`;
+}

@@ -1,0 +1,302 @@
+/**
+ * The control socket: newline-delimited JSON on a unix socket. Reads
+ * (status, get, subscribe, metrics) for anyone who can open the socket;
+ * changes (set) for root, the daemon's user or the configured group, checked
+ * with SO_PEERCRED. Bad input gets an error reply and never touches the pool.
+ */
+
+import { readFileSync, statSync, unlinkSync, chmodSync, mkdirSync } from 'node:fs';
+import { type Server, type Socket, createConnection, createServer } from 'node:net';
+import { dirname } from 'node:path';
+import {
+  CONTROL_MAX_LINE_BYTES,
+  type ControlReply,
+  type ControlRequest,
+  type RequestTag,
+  type StatusResult,
+  controlLine,
+  parseControlRequest,
+} from '@steve/protocol';
+import type { PoolServer } from '../daemon/pool-server.js';
+import { PoolCounters, prometheusText } from './metrics.js';
+
+/** A subscriber whose unread output passes this is dropped (it cannot keep up). */
+const MAX_SUBSCRIBER_BACKLOG_BYTES = 1024 * 1024;
+
+export interface ControlServerOptions {
+  readonly path: string;
+  readonly pool: PoolServer;
+  /** Where the pool is served (for status). */
+  readonly fronts: () => ReadonlyArray<{ kind: string; path: string }>;
+  /** Members of this group may change settings too. */
+  readonly adminGid: number | null;
+  readonly peerCredentials: (fd: number) => { pid: number; uid: number; gid: number };
+  readonly log: (line: string) => void;
+  readonly maxConnections?: number;
+  readonly now: () => number;
+}
+
+export interface ControlServer {
+  readonly path: string;
+  readonly counters: PoolCounters;
+  status(): StatusResult;
+  metrics(): string;
+  close(): Promise<void>;
+}
+
+/** The supplementary groups of a process (SO_PEERCRED has only its primary gid). */
+function groupsOf(pid: number): number[] {
+  try {
+    const match = /^Groups:\s*(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return (match?.[1] ?? '').split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function socketFd(socket: Socket): number | null {
+  // Node keeps the descriptor on its libuv handle; there is no public accessor.
+  const handle = (socket as unknown as { _handle?: { fd?: number } })._handle;
+  return typeof handle?.fd === 'number' && handle.fd >= 0 ? handle.fd : null;
+}
+
+/** Refuse a live daemon's socket; remove a stale one (nobody accepts on it). */
+async function clearStaleSocket(path: string): Promise<void> {
+  let isSocket = false;
+  try {
+    isSocket = statSync(path).isSocket();
+  } catch {
+    return; // nothing there
+  }
+  if (!isSocket)
+    throw new Error(`${path} exists and is not a socket; remove it or pass another --control PATH`);
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = createConnection(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (alive)
+    throw new Error(
+      `another steve-daemon answers on ${path}; stop it first, or pass another --control PATH`,
+    );
+  unlinkSync(path);
+}
+
+export async function startControlServer(options: ControlServerOptions): Promise<ControlServer> {
+  const { pool, path } = options;
+  const maxConnections = options.maxConnections ?? 1024;
+  const counters = new PoolCounters();
+  const startedMs = options.now();
+  const subscribers = new Set<Socket>();
+  const sockets = new Set<Socket>();
+
+  const status = (): StatusResult => {
+    const snap = pool.snapshot();
+    const now = options.now();
+    return {
+      settings: snap.config,
+      capacity: snap.capacity,
+      out: snap.out,
+      reserved: snap.reserved,
+      available: snap.available,
+      waiting: snap.waiting,
+      openFiles: snap.openFiles,
+      limitedBy: snap.limitedBy,
+      holders: snap.holders.map((h) => ({
+        pid: h.pid,
+        client: h.client,
+        command: pool.commandOf(h.pid),
+        tokens: h.tokens,
+        reserved: h.reserved,
+        holdingForMs: Math.round(now - h.holdingSinceMs),
+      })),
+      waiters: snap.waiters.map((w) => ({
+        pid: w.pid,
+        client: w.client,
+        command: pool.commandOf(w.pid),
+        kind: w.kind,
+        waitingForMs: Math.round(now - w.waitingSinceMs),
+      })),
+      fronts: options.fronts(),
+      daemonPid: process.pid,
+      uptimeMs: Math.round(now - startedMs),
+    };
+  };
+  const metrics = (): string => prometheusText(pool.snapshot(), counters);
+
+  const unsubscribe = pool.onRecord((atMs, record) => {
+    counters.count(record);
+    if (subscribers.size === 0) return;
+    const line = controlLine({ type: 'event', atMs, wallMs: Date.now(), record });
+    for (const socket of subscribers) {
+      if (socket.writableLength > MAX_SUBSCRIBER_BACKLOG_BYTES) {
+        socket.destroy(); // a subscriber that does not read loses its stream, not our memory
+        continue;
+      }
+      socket.write(line);
+    }
+  });
+
+  const mayChange = (credentials: { pid: number; uid: number; gid: number } | null): boolean => {
+    if (credentials === null) return false;
+    if (credentials.uid === 0 || credentials.uid === process.getuid?.()) return true;
+    const gid = options.adminGid;
+    return gid !== null && (credentials.gid === gid || groupsOf(credentials.pid).includes(gid));
+  };
+
+  const handle = (
+    request: ControlRequest,
+    socket: Socket,
+    credentials: { pid: number; uid: number; gid: number } | null,
+  ): ControlReply => {
+    const tag: { id?: RequestTag } = request.id === undefined ? {} : { id: request.id };
+    switch (request.type) {
+      case 'status':
+        return { ...tag, ok: true, result: status() };
+      case 'get': {
+        const settings = pool.snapshot().config;
+        return {
+          ...tag,
+          ok: true,
+          result:
+            request.setting === undefined
+              ? settings
+              : { [request.setting]: settings[request.setting] },
+        };
+      }
+      case 'set': {
+        if (!mayChange(credentials)) {
+          const who = credentials ? `uid ${credentials.uid}` : 'an unknown peer';
+          return {
+            ...tag,
+            ok: false,
+            error: {
+              code: 'forbidden',
+              message: `${who} may read but not change the pool; changes need root, the daemon's user${options.adminGid === null ? '' : ' or its group'}`,
+            },
+          };
+        }
+        try {
+          pool.configure(request.changes);
+        } catch (error) {
+          return {
+            ...tag,
+            ok: false,
+            error: { code: 'invalid-setting', message: (error as Error).message },
+          };
+        }
+        options.log(
+          `steve-daemon: settings changed by pid ${credentials?.pid}: ${JSON.stringify(request.changes)}`,
+        );
+        return { ...tag, ok: true, result: pool.snapshot().config };
+      }
+      case 'subscribe':
+        subscribers.add(socket);
+        return { ...tag, ok: true, result: { subscribed: true } };
+      case 'metrics':
+        return { ...tag, ok: true, result: metrics() };
+    }
+  };
+
+  const server: Server = createServer((socket) => {
+    if (sockets.size >= maxConnections) {
+      socket.end(
+        controlLine({
+          ok: false,
+          error: {
+            code: 'too-many-connections',
+            message: `more than ${maxConnections} control connections; try again later`,
+          },
+        }),
+      );
+      socket.destroy();
+      return;
+    }
+    sockets.add(socket);
+    let credentials: { pid: number; uid: number; gid: number } | null = null;
+    const fd = socketFd(socket);
+    if (fd !== null) {
+      try {
+        credentials = options.peerCredentials(fd);
+      } catch {
+        credentials = null;
+      }
+    }
+    let buffered = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      buffered += chunk;
+      let newline: number;
+      while ((newline = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        if (line.trim() === '') continue;
+        const parsed = parseControlRequest(line);
+        let reply: ControlReply;
+        if (!parsed.ok) {
+          reply =
+            parsed.id === undefined
+              ? { ok: false, error: parsed.error }
+              : { id: parsed.id, ok: false, error: parsed.error };
+        } else {
+          try {
+            reply = handle(parsed.request, socket, credentials);
+          } catch (error) {
+            reply = { ok: false, error: { code: 'internal', message: (error as Error).message } };
+          }
+        }
+        if (!socket.destroyed) socket.write(controlLine(reply));
+        if (!parsed.ok && parsed.error.code === 'line-too-long') {
+          socket.end();
+          return;
+        }
+      }
+      if (Buffer.byteLength(buffered, 'utf8') > CONTROL_MAX_LINE_BYTES) {
+        socket.end(
+          controlLine({
+            ok: false,
+            error: {
+              code: 'line-too-long',
+              message: `request longer than ${CONTROL_MAX_LINE_BYTES} bytes`,
+            },
+          }),
+        );
+        buffered = '';
+        socket.destroy();
+      }
+    });
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => {
+      sockets.delete(socket);
+      subscribers.delete(socket);
+    });
+  });
+  server.maxConnections = maxConnections + 16; // past ours, the kernel queue takes over
+
+  await clearStaleSocket(path);
+  mkdirSync(dirname(path), { recursive: true });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  chmodSync(path, 0o666); // reads for anyone who can reach it; changes are checked per request
+
+  return {
+    path,
+    counters,
+    status,
+    metrics,
+    close: () =>
+      new Promise<void>((resolve) => {
+        unsubscribe();
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
