@@ -16,6 +16,8 @@ export interface RunningDaemon {
   readonly dir: string;
   readonly mountDir: string;
   readonly jobserverPath: string;
+  /** The control socket path to give stevie (a link inside the mount). */
+  readonly controlPath: string;
   readonly process: ChildProcess;
   /** stderr lines so far (records with -v). */
   readonly log: string[];
@@ -52,9 +54,15 @@ function isMounted(dir: string): boolean {
 export async function startDaemon(args: string[] = []): Promise<RunningDaemon> {
   const dir = mkdtempSync(join(tmpdir(), 'steve-e2e-'));
   const mountDir = join(dir, 'mnt');
-  const child = spawn(process.execPath, [DAEMON_BIN, '--fuse', mountDir, '-v', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  // Each daemon its own control socket (through the mount's control.sock link).
+  const controlPath = join(mountDir, 'control.sock');
+  const child = spawn(
+    process.execPath,
+    [DAEMON_BIN, '--fuse', mountDir, '--control', controlPath, '-v', ...args],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const log: string[] = [];
   let stdout = '';
   let maxOut = 0;
@@ -99,6 +107,7 @@ export async function startDaemon(args: string[] = []): Promise<RunningDaemon> {
     dir,
     mountDir,
     jobserverPath,
+    controlPath,
     process: child,
     log,
     maxOut: () => maxOut,

@@ -1,0 +1,300 @@
+// The control socket for real: a unix socket in a temp dir, a real pool
+// server, real clients (including one running as another user).
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { type Socket, createConnection } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import type { StatusResult } from '@steve/protocol';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Reply } from '../../src/core/index.js';
+import { ControlClient, ControlClientError } from '../../src/control/client.js';
+import { type ControlServer, startControlServer } from '../../src/control/server.js';
+import { PoolServer, realNow } from '../../src/daemon/pool-server.js';
+import { peerCredentials } from '../../src/native/addon.js';
+
+let dir = '';
+let pool: PoolServer;
+let control: ControlServer;
+let socketPath = '';
+const replies = new Map<number, Reply>();
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'steve-control-'));
+  chmodSync(dir, 0o755); // so another user can reach the socket
+  socketPath = join(dir, 'control.sock');
+  pool = new PoolServer({
+    config: { jobs: 4 },
+    services: {
+      now: realNow,
+      watchPid: () => ({ close() {} }),
+      sample: async () => ({}),
+      log: () => {},
+    },
+  });
+  control = await startControlServer({
+    path: socketPath,
+    pool,
+    fronts: () => [{ kind: 'fuse', path: '/test/jobserver' }],
+    adminGid: null,
+    peerCredentials,
+    log: () => {},
+    now: realNow,
+    maxConnections: 50,
+  });
+});
+
+afterEach(async () => {
+  await control.close();
+  pool.stop();
+  rmSync(dir, { recursive: true, force: true });
+  replies.clear();
+});
+
+/** A synthetic front: take and return tokens for a pid. */
+function front() {
+  let next = 1;
+  const connection = pool.connect({
+    name: 'test',
+    reply: (id, reply) => replies.set(id, reply),
+    notifyPoll: () => {},
+    dropPollHandle: () => {},
+  });
+  return {
+    take(pid: number): number {
+      const local = next++;
+      connection.event({
+        type: 'read',
+        requestId: connection.request(local),
+        fileId: connection.file(1),
+        pid,
+        blocking: true,
+        sizeBytes: 1,
+      });
+      return local;
+    },
+    give(pid: number): void {
+      const local = next++;
+      connection.event({
+        type: 'write',
+        requestId: connection.request(local),
+        fileId: connection.file(1),
+        pid,
+        sizeBytes: 1,
+      });
+    },
+  };
+}
+
+function rawLines(socket: Socket): { lines: string[]; closed: Promise<void> } {
+  const lines: string[] = [];
+  let buffered = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => {
+    buffered += chunk;
+    const parts = buffered.split('\n');
+    buffered = parts.pop() ?? '';
+    lines.push(...parts);
+  });
+  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  socket.on('error', () => {});
+  return { lines, closed };
+}
+
+async function waitFor<T>(
+  what: string,
+  check: () => T | undefined | false,
+  deadlineMs = 5000,
+): Promise<T> {
+  const start = Date.now();
+  for (;;) {
+    const value = check();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() - start > deadlineMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('control socket', () => {
+  it('status, get, set and metrics', async () => {
+    const f = front();
+    f.take(4242);
+    const client = await ControlClient.connect(socketPath);
+    try {
+      const status = (await client.request({ type: 'status' })) as StatusResult;
+      expect(status).toMatchObject({
+        out: 1,
+        available: 3,
+        settings: { jobs: 4 },
+        fronts: [{ kind: 'fuse' }],
+      });
+      expect(status.holders).toMatchObject([{ pid: 4242, tokens: 1 }]);
+      expect(await client.request({ type: 'set', changes: { jobs: 6 } })).toMatchObject({
+        jobs: 6,
+      });
+      expect(await client.request({ type: 'get', setting: 'jobs' })).toEqual({ jobs: 6 });
+      const metrics = String(await client.request({ type: 'metrics' }));
+      expect(metrics).toContain('steve_jobs 6');
+      expect(metrics).toContain('steve_tokens_out 1');
+      expect(metrics).toMatch(/steve_grants_total 1\n/);
+      await expect(client.request({ type: 'set', changes: { jobs: 0 } })).rejects.toThrow(
+        /jobs must be a whole number/,
+      );
+    } finally {
+      client.close();
+    }
+  });
+
+  it('streams events to subscribers', async () => {
+    const client = await ControlClient.connect(socketPath);
+    const seen: string[] = [];
+    client.onEvent((event) => seen.push(event.record.type));
+    await client.request({ type: 'subscribe' });
+    const f = front();
+    f.take(7);
+    f.give(7);
+    await client.request({ type: 'set', changes: { jobs: 3 } });
+    await waitFor('events', () => seen.length >= 3);
+    expect(seen).toEqual(['grant', 'return', 'config']);
+    client.close();
+  });
+
+  it('lets another user read but not change', async () => {
+    const script = `
+      const net = require('net');
+      const s = net.createConnection(${JSON.stringify(socketPath)});
+      let out = '';
+      s.setEncoding('utf8');
+      s.on('data', (d) => { out += d; if (out.split('\\n').length > 2) { process.stdout.write(out); s.end(); } });
+      s.write('{"id":1,"type":"status"}\\n{"id":2,"type":"set","changes":{"jobs":1}}\\n');`;
+    // Not spawnSync: the server lives in this process's event loop.
+    const child = spawn(process.execPath, ['-e', script], {
+      uid: 65534,
+      gid: 65534,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let stdout = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    await new Promise((resolve) => child.on('exit', resolve));
+    const [status, set] = stdout
+      .trim()
+      .split('\n')
+      .map(
+        (l) =>
+          JSON.parse(l) as { id: number; ok: boolean; error?: { code: string; message: string } },
+      );
+    expect(status).toMatchObject({ id: 1, ok: true });
+    expect(set).toMatchObject({ id: 2, ok: false, error: { code: 'forbidden' } });
+    expect(set?.error?.message).toMatch(/uid 65534 may read but not change/);
+    expect(pool.snapshot().config.jobs).toBe(4);
+  });
+
+  it('refuses a line over 64 KiB and closes that connection', async () => {
+    const socket = createConnection(socketPath);
+    const { lines, closed } = rawLines(socket);
+    socket.write('{"type":"status","pad":"' + 'x'.repeat(70 * 1024));
+    await closed;
+    expect(JSON.parse(lines[0] ?? '{}')).toMatchObject({
+      ok: false,
+      error: { code: 'line-too-long' },
+    });
+  });
+
+  it('a client that sends half a line and stalls does not hold anyone up', async () => {
+    const staller = createConnection(socketPath);
+    staller.on('error', () => {});
+    staller.write('{"type":"sta');
+    const client = await ControlClient.connect(socketPath);
+    expect(await client.request({ type: 'get', setting: 'jobs' })).toEqual({ jobs: 4 });
+    client.close();
+    staller.destroy();
+  });
+
+  it('refuses connections beyond its limit with a clear error', async () => {
+    const sockets = await Promise.all(
+      Array.from(
+        { length: 60 },
+        () =>
+          new Promise<Socket>((resolve) => {
+            const s = createConnection(socketPath, () => resolve(s));
+            s.on('error', () => {});
+          }),
+      ),
+    );
+    const refused = await new Promise<string>((resolve) => {
+      const s = createConnection(socketPath);
+      const { lines, closed } = rawLines(s);
+      void closed.then(() => resolve(lines.join('\n')));
+    });
+    expect(refused).toContain('too-many-connections');
+    for (const s of sockets) s.destroy();
+  });
+
+  it('fuzz: random bytes and mutated messages never disturb the pool', async () => {
+    const f = front();
+    const valid = [
+      '{"type":"status"}',
+      '{"id":1,"type":"set","changes":{"jobs":5}}',
+      '{"type":"get","setting":"fairness"}',
+      '{"type":"subscribe"}',
+      '{"type":"metrics"}',
+    ];
+    const inputs = fc.sample(
+      fc.oneof(
+        fc.uint8Array({ maxLength: 300 }).map((bytes) => Buffer.from(bytes)),
+        fc
+          .tuple(
+            fc.constantFrom(...valid),
+            fc.nat(),
+            fc.string({ maxLength: 5 }),
+            fc.nat({ max: 8 }),
+          )
+          .map(([line, at, insert, cut]) => {
+            const i = at % (line.length + 1);
+            return Buffer.from(`${line.slice(0, i)}${insert}${line.slice(i + cut)}\n`);
+          }),
+      ),
+      { numRuns: 600, seed: 42 },
+    );
+    const deadline = Date.now() + 3000;
+    let sent = 0;
+    for (let batch = 0; batch < inputs.length && Date.now() < deadline; batch += 20) {
+      await Promise.all(
+        inputs.slice(batch, batch + 20).map(
+          (input) =>
+            new Promise<void>((resolve) => {
+              const s = createConnection(socketPath, () => {
+                s.write(input);
+                setImmediate(() => s.end());
+              });
+              s.on('error', () => resolve());
+              s.on('close', () => resolve());
+              s.resume();
+              sent += 1;
+            }),
+        ),
+      );
+      // The pool keeps serving tokens throughout.
+      const id = f.take(9000 + batch);
+      expect(replies.get(id)).toMatchObject({ kind: 'token' });
+      f.give(9000 + batch);
+    }
+    expect(sent).toBeGreaterThan(100);
+    const snap = pool.snapshot();
+    expect(snap.out).toBe(0);
+    expect([4, 5]).toContain(snap.config.jobs);
+    const client = await ControlClient.connect(socketPath);
+    expect(await client.request({ type: 'status' })).toMatchObject({ out: 0 });
+    client.close();
+  });
+
+  it('stevie-side errors say what to do', async () => {
+    await expect(ControlClient.connect(join(dir, 'nothing-here.sock'))).rejects.toThrow(
+      /no daemon at .*nothing-here\.sock: start one with `npx steve-daemon`/,
+    );
+    await expect(ControlClient.connect(join(dir, 'nothing-here.sock'))).rejects.toBeInstanceOf(
+      ControlClientError,
+    );
+  });
+});
