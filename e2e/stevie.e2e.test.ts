@@ -1,0 +1,208 @@
+// stevie against a live daemon: steering a running make build, the live
+// view under tmux, and the errors a user meets.
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { REPO, type RunningDaemon, exitOf, startDaemon, waitFor } from './helpers/daemon.js';
+import { writeMakefile } from './helpers/workloads.js';
+
+const STEVIE = join(REPO, 'packages', 'steve-daemon', 'bin', 'stevie.js');
+let daemon: RunningDaemon | null = null;
+const children: ChildProcess[] = [];
+afterEach(async () => {
+  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+  await daemon?.stop();
+  daemon = null;
+});
+
+function stevie(
+  args: string[],
+  options: { uid?: number } = {},
+): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, [STEVIE, ...args], {
+    encoding: 'utf8',
+    timeout: 20_000,
+    ...options,
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** Jobs running at each moment, from the stamps file. */
+function runningNow(stampsPath: string): number {
+  let text = '';
+  try {
+    text = readFileSync(stampsPath, 'utf8');
+  } catch {
+    return 0;
+  }
+  const lines = text.trim().split('\n');
+  return (
+    lines.filter((l) => l.startsWith('start')).length -
+    lines.filter((l) => l.startsWith('end')).length
+  );
+}
+
+describe('stevie', () => {
+  it('status shows holders and waiters; --set-jobs during a build starts more jobs at once, fewer as tokens return', async () => {
+    daemon = await startDaemon(['-j', '1']);
+    const control = ['--control', daemon.controlPath];
+    const stamps = join(daemon.dir, 'stamps');
+    const makefile = writeMakefile(daemon.dir, 16, 1.5, stamps);
+    const make = spawn('bash', ['-c', `exec make -f ${makefile} 3<>${daemon.jobserverPath}`], {
+      cwd: daemon.dir,
+      env: { ...process.env, MAKEFLAGS: '--jobserver-auth=3,3', MAKELEVEL: '' },
+      stdio: 'ignore',
+    });
+    children.push(make);
+    // 1 token + make's implicit slot: 2 jobs at a time.
+    await waitFor('two jobs running', () => runningNow(stamps) === 2);
+    const status = stevie(['status', ...control]);
+    expect(status.status).toBe(0);
+    expect(status.stdout).toMatch(/jobs 1 .* out 1 /);
+    expect(status.stdout).toMatch(
+      new RegExp(`HOLDERS \\(1\\)[\\s\\S]*${make.pid}\\s+1\\s+[\\d.]+s\\s+make -f`),
+    );
+    expect(status.stdout).toMatch(/WAITERS \(1\)[\s\S]*poll/); // make waits with pselect
+
+    const raisedAt = Date.now();
+    expect(stevie(['--set-jobs', '3', ...control]).status).toBe(0);
+    await waitFor('four jobs running', () => runningNow(stamps) === 4, 5000);
+    // Within one recheck interval (1 s), not at the end of a running job (1.5 s).
+    expect(Date.now() - raisedAt).toBeLessThan(1000);
+    expect(stevie(['--get-jobs', ...control]).stdout.trim()).toBe('3');
+
+    expect(stevie(['--set-jobs', '1', ...control]).status).toBe(0);
+    const loweredAtLine = await waitFor('the change in the log', () => {
+      const at = daemon?.log.findIndex((l) => l === 'config: {"jobs":1}') ?? -1;
+      return at >= 0 ? at : undefined;
+    });
+    await waitFor('back to two jobs', () => runningNow(stamps) <= 2, 10_000);
+    // No new token goes out after lowering while one or more are out (taking a
+    // token reserved before the change is not a new one: out stays the same).
+    const grantsAfter = daemon.log
+      .slice(loweredAtLine)
+      .filter(
+        (l) =>
+          (l.startsWith('grant ->') && !l.includes('(reserved)')) || l.startsWith('reserve ->'),
+      );
+    for (const line of grantsAfter)
+      expect(Number(/; out (\d+)$/.exec(line)?.[1])).toBeLessThanOrEqual(1);
+    expect(await exitOf(make)).toBe(0);
+    await waitFor('all tokens back', () => daemon?.out() === 0);
+  });
+
+  it('top under tmux: live numbers, q quits', async () => {
+    daemon = await startDaemon(['-j', '2']);
+    const session = `stevie-top-${process.pid}`;
+    const tmux = (...args: string[]) => spawnSync('tmux', args, { encoding: 'utf8' });
+    expect(
+      tmux(
+        'new-session',
+        '-d',
+        '-s',
+        session,
+        '-x',
+        '120',
+        '-y',
+        '40',
+        `${process.execPath} ${STEVIE} --control ${daemon.controlPath} top`,
+      ).status,
+    ).toBe(0);
+    try {
+      const screen = () => tmux('capture-pane', '-p', '-t', session).stdout;
+      await waitFor(
+        'the live view',
+        () => screen().includes('stevie top') && screen().includes('jobs 2 '),
+      );
+      expect(screen()).toMatch(/tokens out, last minute \(0\.\.2\): \|/);
+      expect(stevie(['set', 'jobs', '5', '--control', daemon.controlPath]).stdout).toBe('jobs 5\n');
+      await waitFor('the new job count on screen', () => screen().includes('jobs 5 '));
+      tmux('send-keys', '-t', session, 'q');
+      await waitFor('top to quit', () => tmux('has-session', '-t', session).status !== 0);
+    } finally {
+      tmux('kill-session', '-t', session);
+    }
+  });
+
+  it('events streams what happens', async () => {
+    daemon = await startDaemon(['-j', '2']);
+    const events = spawn(process.execPath, [STEVIE, 'events', '--control', daemon.controlPath], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    children.push(events);
+    let out = '';
+    events.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+    await waitFor(
+      'subscribed',
+      () =>
+        daemon?.status().includes('jobs 2') &&
+        stevie(['-t', '--control', daemon!.controlPath]).stdout.trim() === '2',
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    spawnSync('/usr/bin/python3', [
+      '-c',
+      'import os,sys; fd=os.open(sys.argv[1], os.O_RDWR); os.write(fd, os.read(fd, 1))',
+      daemon.jobserverPath,
+    ]);
+    stevie(['set', 'min-jobs', '2', '--control', daemon.controlPath]);
+    await waitFor(
+      'grant, return and config lines',
+      () =>
+        /grant .*holds 1/.test(out) &&
+        /return .*gave 1/.test(out) &&
+        /config +\{"minJobs":2\}/.test(out),
+    );
+    events.kill('SIGTERM');
+    expect(await exitOf(events)).toBe(0);
+  });
+
+  it('says what to do: no daemon, no permission, a reply that is not one, bad input', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'stevie-errors-'));
+    chmodSync(dir, 0o755);
+    try {
+      const none = stevie(['status', '--control', join(dir, 'none.sock')]);
+      expect(none.status).toBe(1);
+      expect(none.stderr).toMatch(/no daemon at .*none\.sock: start one with `npx steve-daemon`/);
+
+      // A socket only root may open, tried by another user.
+      const privatePath = join(dir, 'private.sock');
+      const privateServer = createServer((s) => s.end());
+      await new Promise<void>((resolve) => privateServer.listen(privatePath, resolve));
+      chmodSync(privatePath, 0o600);
+      const denied = stevie(['status', '--control', privatePath], { uid: 65534 });
+      expect(denied.status).toBe(1);
+      expect(denied.stderr).toMatch(/cannot open .*private\.sock: permission denied/);
+      privateServer.close();
+
+      // Something that answers garbage.
+      const liarPath = join(dir, 'liar.sock');
+      const liar = createServer((s) => s.on('data', () => s.write('hello there\n')));
+      await new Promise<void>((resolve) => liar.listen(liarPath, resolve));
+      const lied = await new Promise<{ status: number | null; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, [STEVIE, 'status', '--control', liarPath], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        });
+        let stderr = '';
+        child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+        child.on('exit', (status) => resolve({ status, stderr }));
+      });
+      expect(lied.status).toBe(1);
+      expect(lied.stderr).toMatch(/sent something that is not JSON: hello there/);
+      liar.close();
+
+      expect(stevie(['set', 'jobs', 'many', '--control', liarPath])).toMatchObject({
+        status: 2,
+        stderr: expect.stringMatching(/jobs needs a number/),
+      });
+      expect(stevie(['set', 'colour', '3'])).toMatchObject({
+        status: 2,
+        stderr: expect.stringMatching(/unknown setting 'colour'/),
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
