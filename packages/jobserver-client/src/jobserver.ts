@@ -19,6 +19,7 @@ import {
   formatJobserverAuth,
   makeflagsForChild,
   makeflagsFromEnv,
+  parseMakeflags,
 } from '@steve/protocol';
 import { openPrivate, pipeAuthProblem, readTokenByte, writeTokenByte } from './descriptor.js';
 import { JobserverClosedError, JobserverGoneError, abortReason } from './errors.js';
@@ -119,6 +120,8 @@ export class Jobserver {
   readonly #waiters: Waiter[] = [];
   readonly #ownedDir: string | null;
   #implicitFree: boolean;
+  /** The implicit slot's current Token while taken. */
+  #implicitToken: Token | null = null;
   #childFd: number | null = null;
   #closed = false;
   #broken: JobserverGoneError | null = null;
@@ -365,7 +368,7 @@ export class Jobserver {
     if (this.#waiters.length > 0) return null;
     if (this.#implicitFree) {
       this.#implicitFree = false;
-      return new Token(null, this.#releaseToken);
+      return this.#implicit();
     }
     const byte = this.#read();
     if (byte === 'again') return null;
@@ -433,8 +436,12 @@ export class Jobserver {
       style === 'fifo'
         ? { kind: 'fifo', path: this.path }
         : { kind: 'pipe', readFd: fd, writeFd: fd };
-    const found = makeflagsFromEnv(env, process.cwd());
-    const value = makeflagsForChild(found?.flags ?? this.flags, auth);
+    // The child's MAKEFLAGS keeps what MAKEFLAGS says (else the first variable set, else ours).
+    const found =
+      env.MAKEFLAGS !== undefined
+        ? parseMakeflags(env.MAKEFLAGS, process.cwd())
+        : makeflagsFromEnv(env, process.cwd())?.flags;
+    const value = makeflagsForChild(found ?? this.flags, auth);
     const result: NodeJS.ProcessEnv = { ...env, MAKEFLAGS: value };
     for (const variable of MAKEFLAGS_ENV_VARS) {
       if (variable !== 'MAKEFLAGS' && env[variable] !== undefined) result[variable] = value;
@@ -521,6 +528,8 @@ export class Jobserver {
       this.#writeBackQuietly(token.byte as number);
     }
     this.#held.clear();
+    if (this.#implicitToken !== null) markReleased(this.#implicitToken);
+    this.#implicitToken = null;
     this.#implicitFree = true;
     this.#readiness.close();
     for (const fd of [this.#fd, this.#childFd]) {
@@ -541,8 +550,9 @@ export class Jobserver {
       writeTokenByte(this.#fd, byte);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      // The pool is gone (EPIPE) or already closed (EBADF): nothing to return it to.
-      if (code !== 'EPIPE' && code !== 'EBADF') {
+      // The pool is gone (EPIPE, ENOTCONN/ENODEV from a dead FUSE/CUSE
+      // server) or already closed (EBADF): nothing to return it to.
+      if (code !== 'EPIPE' && code !== 'EBADF' && code !== 'ENOTCONN' && code !== 'ENODEV') {
         debug('returning a token failed: %s', (error as Error).message);
       }
     }
@@ -570,6 +580,11 @@ export class Jobserver {
       if (error instanceof JobserverGoneError) this.#fail(error);
       throw error;
     }
+  }
+
+  #implicit(): Token {
+    this.#implicitToken = new Token(null, this.#releaseToken);
+    return this.#implicitToken;
   }
 
   #explicit(byte: number): Token {
@@ -621,13 +636,19 @@ export class Jobserver {
       const next = this.#waiters.shift();
       if (next !== undefined) {
         if (this.#waiters.length === 0) this.#readiness.stop();
-        this.#deliver(next, new Token(null, this.#releaseToken));
+        this.#deliver(next, this.#implicit());
       } else {
+        this.#implicitToken = null;
         this.#implicitFree = true;
       }
       return;
     }
     this.#held.delete(token);
+    if (this.#broken !== null) {
+      // The server is gone: there is nothing to return the token to.
+      this.#writeBackQuietly(token.byte as number);
+      return;
+    }
     writeTokenByte(this.#fd, token.byte as number);
   };
 }

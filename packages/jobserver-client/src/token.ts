@@ -42,9 +42,10 @@ export class Token {
    * const token = await jobserver.acquire();
    * try { await compile(file); } finally { token.release(); }
    *
-   * Errors: throws the write error when the pool refuses the byte while the
-   * Jobserver is open (EBADF, EPIPE, ENOSPC from a steve daemon that does
-   * not think we hold it); the token counts as released either way.
+   * Errors: throws the write error when an open, working pool refuses the
+   * byte (ENOSPC from a steve daemon that does not think we hold it); the
+   * token counts as released either way. After `close()`, or once the
+   * server is gone (JobserverGoneError), release is quiet.
    */
   release(): void {
     if (this.#released) return;

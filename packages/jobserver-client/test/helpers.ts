@@ -110,7 +110,10 @@ export interface Daemon {
 export async function startDaemon(args: string[]): Promise<Daemon> {
   const dir = tempDir('jobserver-client-daemon-');
   const mountDir = join(dir, 'mnt');
-  const running = run(process.execPath, [DAEMON_BIN, '--fuse', mountDir, '-v', ...args]);
+  const running = run(process.execPath, [DAEMON_BIN, '--fuse', mountDir, '-v', ...args], {
+    // A control socket of its own, so concurrent daemons do not collide.
+    env: { ...process.env, STEVE_CONTROL: join(dir, 'control.sock') },
+  });
   const log: string[] = [];
   let partial = '';
   running.child.stderr?.on('data', (chunk: string) => {
