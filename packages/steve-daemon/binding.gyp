@@ -6,7 +6,8 @@
         "native/addon.cc",
         "native/session.cc",
         "native/pidfd.cc",
-        "native/peercred.cc"
+        "native/peercred.cc",
+        "native/inotify.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -12,12 +12,17 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   AddonData* data = new AddonData();
   data->sessionClass = Napi::Persistent(Session::DefineClass(env));
   data->pidWatchClass = Napi::Persistent(DefinePidWatchClass(env));
+  data->pathWatchClass = Napi::Persistent(DefinePathWatchClass(env));
   env.SetInstanceData(data);
 
   exports.Set("startFuse", Napi::Function::New<Session::StartFuse>(env));
   exports.Set("startCuse", Napi::Function::New<Session::StartCuse>(env));
   exports.Set("watchPid", Napi::Function::New<WatchPid>(env));
   exports.Set("peerCredentials", Napi::Function::New<PeerCredentials>(env));
+  exports.Set("watchPath", Napi::Function::New<WatchPath>(env));
+  exports.Set("bytesReadable", Napi::Function::New<BytesReadable>(env));
+  exports.Set("pollNow", Napi::Function::New<PollNow>(env));
+  exports.Set("inotifyEvents", InotifyEvents(env));
 
   // poll(2) bits as this platform defines them, for replyPoll.
   Napi::Object poll = Napi::Object::New(env);

@@ -8,6 +8,7 @@ namespace steve {
 struct AddonData {
   Napi::FunctionReference sessionClass;
   Napi::FunctionReference pidWatchClass;
+  Napi::FunctionReference pathWatchClass;
 };
 
 inline AddonData& GetAddonData(Napi::Env env) {
@@ -18,5 +19,10 @@ inline AddonData& GetAddonData(Napi::Env env) {
 Napi::Function DefinePidWatchClass(Napi::Env env);
 Napi::Value WatchPid(const Napi::CallbackInfo& info);
 Napi::Value PeerCredentials(const Napi::CallbackInfo& info);
+Napi::Function DefinePathWatchClass(Napi::Env env);
+Napi::Value WatchPath(const Napi::CallbackInfo& info);
+Napi::Value BytesReadable(const Napi::CallbackInfo& info);
+Napi::Value PollNow(const Napi::CallbackInfo& info);
+Napi::Object InotifyEvents(Napi::Env env);
 
 }  // namespace steve

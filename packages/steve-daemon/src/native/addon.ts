@@ -1,7 +1,8 @@
 /**
  * Typed access to the native addon (`build/Release/steve_native.node`, built
  * by `native/build.mjs`): libfuse3 low-level FUSE/CUSE sessions driven by
- * the Node event loop, `pidfd_open` watches and `SO_PEERCRED`.
+ * the Node event loop, `pidfd_open` watches, `SO_PEERCRED`, and the fifo
+ * front's inotify watch, FIONREAD and zero-timeout poll.
  *
  * The addon is glue: it decodes kernel requests, hands them to the handlers
  * below on the JS thread and sends back whatever JS replies. Every decision
@@ -149,6 +150,8 @@ export interface FuseOptions {
   fileMode: number;
   /** Group owning `jobserver` (with a mode such as 0o660); the daemon's own group when absent. */
   fileGid?: number;
+  /** Serve `control.sock` in the mount as a symlink to this path (the real control socket). */
+  controlLink?: string;
   /** libfuse debug output on stderr. */
   debug?: boolean;
 }
@@ -184,13 +187,36 @@ export interface PollEvents {
   POLLWRNORM: number;
 }
 
+/** inotify(7) bits as the platform defines them. */
+export interface InotifyEvents {
+  IN_ACCESS: number;
+  IN_MODIFY: number;
+  IN_ATTRIB: number;
+  IN_OPEN: number;
+  IN_CLOSE_WRITE: number;
+  IN_CLOSE_NOWRITE: number;
+  IN_DELETE_SELF: number;
+  IN_MOVE_SELF: number;
+  IN_IGNORED: number;
+  IN_Q_OVERFLOW: number;
+}
+
+/** An inotify watch; {@link PathWatch.close} stops it without calling back. */
+export interface PathWatch {
+  close(): void;
+}
+
 /** The shape of the compiled module. */
 interface NativeAddon {
   startFuse(mountDir: string, opts: FuseOptions, handlers: SessionHandlers): Session;
   startCuse(opts: CuseOptions, handlers: SessionHandlers): Session;
   watchPid(pid: number, onExit: () => void): PidWatch | null;
   peerCredentials(socketFd: number): PeerCredentials;
+  watchPath(path: string, mask: number, onEvents: (mask: number) => void): PathWatch;
+  bytesReadable(fd: number): number;
+  pollNow(fd: number, events: number): number;
   pollEvents: PollEvents;
+  inotifyEvents: InotifyEvents;
   libfuseVersion: number;
 }
 
@@ -201,6 +227,9 @@ const native = require('../../build/Release/steve_native.node') as NativeAddon;
 
 /** poll(2) bits for {@link Session.replyPoll} and the `events` of a poll. */
 export const pollEvents: Readonly<PollEvents> = Object.freeze({ ...native.pollEvents });
+
+/** inotify(7) bits for {@link watchPath}. */
+export const inotifyEvents: Readonly<InotifyEvents> = Object.freeze({ ...native.inotifyEvents });
 
 /** libfuse's version as `major * 100 + minor` (314 for 3.14). */
 export const libfuseVersion: number = native.libfuseVersion;
@@ -263,6 +292,39 @@ export function watchPid(pid: number, onExit: () => void): PidWatch | null {
  */
 export function peerCredentials(socketFd: number): PeerCredentials {
   return native.peerCredentials(socketFd);
+}
+
+/**
+ * Watches `path` with inotify (the bits of `mask`, see {@link inotifyEvents})
+ * under the event loop. Each time events arrive, `onEvents` is called once
+ * with the OR of their masks: the kernel merges identical consecutive events,
+ * so treat a call as "something happened", never as a count. `IN_Q_OVERFLOW`
+ * in the mask means events were lost. The watch does not keep the event loop
+ * alive.
+ *
+ * @throws the inotify_add_watch error (ENOENT, EACCES, …) with `path`
+ */
+export function watchPath(path: string, mask: number, onEvents: (mask: number) => void): PathWatch {
+  return native.watchPath(path, mask, onEvents);
+}
+
+/**
+ * The bytes waiting to be read in the pipe or fifo behind `fd`, either end
+ * (`ioctl(FIONREAD)`), without consuming them.
+ * @throws the ioctl error (EBADF, ENOTTY for files that are not pipes, …)
+ */
+export function bytesReadable(fd: number): number {
+  return native.bytesReadable(fd);
+}
+
+/**
+ * poll(2) on one descriptor without waiting: the ready bits (see
+ * {@link pollEvents}), 0 when nothing is ready. On the write end of a fifo,
+ * `POLLERR` means no process has the fifo open for reading.
+ * @throws the poll error
+ */
+export function pollNow(fd: number, events: number): number {
+  return native.pollNow(fd, events);
 }
 
 /**

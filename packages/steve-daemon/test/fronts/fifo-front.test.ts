@@ -1,0 +1,348 @@
+// The fifo front against a real PoolServer (real clock, pidfd watches,
+// probes), a real fifo in a temporary directory and python3 clients: tokens
+// are parked only while someone has the fifo open, at most `prefetch` of
+// them; surplus comes back to the core; a SIGKILLed client's tokens come
+// back at the last close; with the FUSE front beside it the two never hand
+// out more than -j together.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { SchedulerRecord } from '../../src/core/index.js';
+import { PoolServer, realNow } from '../../src/daemon/pool-server.js';
+import { type RunningFifoFront, startFifoFront } from '../../src/fronts/fifo.js';
+import { type RunningFront, startFuseFront } from '../../src/fronts/fuse.js';
+import { watchPid } from '../../src/native/addon.js';
+import { sampleProbes } from '../../src/probes/probes.js';
+
+const PYTHON = '/usr/bin/python3';
+
+/** Waits until `check()` holds, re-checking with backoff; fails after the deadline. */
+async function waitFor(what: string, check: () => boolean, deadlineMs = 5000): Promise<void> {
+  const start = Date.now();
+  for (let delayMs = 2; !check(); delayMs = Math.min(delayMs * 2, 25)) {
+    if (Date.now() - start > deadlineMs)
+      throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+  }
+}
+
+// A jobserver client driven line by line from stdin: `r` reads one token
+// (blocking), `w N` writes N held tokens back (the bytes it read), `q` quits.
+// It narrates on stdout: `open`, `reading`, `got HELD`, `put HELD`.
+const CLIENT = `
+import os, sys
+path, how = sys.argv[1], sys.argv[2]
+if how == 'rdwr':
+    r = w = os.open(path, os.O_RDWR)
+else:
+    r = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    os.set_blocking(r, True)
+    w = os.open(path, os.O_WRONLY)
+print('open', flush=True)
+held = []
+for line in sys.stdin:
+    cmd = line.split()
+    if not cmd:
+        continue
+    if cmd[0] == 'r':
+        print('reading', flush=True)
+        held.append(os.read(r, 1))
+        print('got', len(held), flush=True)
+    elif cmd[0] == 'w':
+        n = int(cmd[1])
+        os.write(w, b''.join(held[:n]))
+        del held[:n]
+        print('put', len(held), flush=True)
+    elif cmd[0] == 'q':
+        break
+`;
+
+class Client {
+  readonly lines: string[] = [];
+  readonly process: ChildProcess;
+  private exited = false;
+
+  constructor(file: string, how: 'rdwr' | 'split') {
+    this.process = spawn(PYTHON, ['-u', '-c', CLIENT, file, how], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    let partial = '';
+    this.process.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      partial += chunk;
+      const parts = partial.split('\n');
+      partial = parts.pop() ?? '';
+      this.lines.push(...parts);
+    });
+    this.process.on('exit', () => (this.exited = true));
+  }
+
+  get gone(): boolean {
+    return this.exited;
+  }
+
+  /** Tokens it holds, from its last `got`/`put` line. */
+  get held(): number {
+    for (let i = this.lines.length - 1; i >= 0; i--) {
+      const match = /^(?:got|put) (\d+)$/.exec(this.lines[i] as string);
+      if (match) return Number(match[1]);
+    }
+    return 0;
+  }
+
+  count(prefix: string): number {
+    return this.lines.filter((line) => line.startsWith(prefix)).length;
+  }
+
+  async opened(): Promise<void> {
+    await waitFor('the client to open the jobserver', () => this.count('open') === 1);
+  }
+
+  /** Read `n` tokens, one at a time, each within the deadline. */
+  async take(n: number): Promise<void> {
+    for (let i = 0; i < n; i++) {
+      const before = this.count('got ');
+      this.send('r');
+      await waitFor(`token ${i + 1} of ${n}`, () => this.count('got ') === before + 1);
+    }
+  }
+
+  async giveBack(n: number): Promise<void> {
+    const before = this.count('put ');
+    this.send(`w ${n}`);
+    await waitFor('the client to write its tokens back', () => this.count('put ') === before + 1);
+  }
+
+  send(line: string): void {
+    this.process.stdin?.write(`${line}\n`);
+  }
+
+  async kill(): Promise<void> {
+    if (!this.exited) {
+      this.process.kill('SIGKILL');
+      await waitFor('the client to die', () => this.exited);
+    }
+  }
+}
+
+let dir: string;
+let server: PoolServer;
+const fronts: RunningFront[] = [];
+const clients: Client[] = [];
+const logLines: string[] = [];
+const records: SchedulerRecord[] = [];
+
+function startServer(jobs: number): PoolServer {
+  server = new PoolServer({
+    config: { jobs },
+    services: {
+      now: realNow,
+      watchPid,
+      sample: () => sampleProbes({ load: false, memory: false, pressure: false }),
+      log: (line) => logLines.push(line),
+    },
+  });
+  server.onRecord((_atMs, record) => records.push(record));
+  return server;
+}
+
+async function startFifo(prefetch = 1): Promise<RunningFifoFront> {
+  const front = await startFifoFront(
+    server,
+    { path: path.join(dir, 'jobserver.fifo'), prefetch, mode: 0o666, gid: null },
+    (line) => logLines.push(line),
+  );
+  fronts.push(front);
+  return front;
+}
+
+function client(file: string, how: 'rdwr' | 'split' = 'split'): Client {
+  const started = new Client(file, how);
+  clients.push(started);
+  return started;
+}
+
+const out = (): number => server.snapshot().out;
+/** The most tokens out any record reported so far. */
+const maxOut = (): number =>
+  Math.max(0, ...records.map((record) => ('out' in record ? record.out : 0)));
+
+beforeEach(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'steve-fifo-front-'));
+  logLines.length = 0;
+  records.length = 0;
+});
+
+afterEach(async () => {
+  for (const started of clients.splice(0)) await started.kill();
+  for (const front of fronts.splice(0)) front.close();
+  server?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('fifo front', () => {
+  it('creates the fifo, parks nothing without clients, and removes only what it created', async () => {
+    startServer(4);
+    const front = await startFifo();
+    const fifo = path.join(dir, 'jobserver.fifo');
+    expect(statSync(fifo).isFIFO()).toBe(true);
+    expect(statSync(fifo).mode & 0o777).toBe(0o666);
+    expect(front.parkedTokens()).toBe(0);
+    expect(out()).toBe(0);
+    front.close();
+    fronts.length = 0;
+    expect(() => statSync(fifo)).toThrow(/ENOENT/);
+
+    // An existing fifo is served and left in place.
+    const again = await startFifo();
+    again.close();
+    fronts.length = 0;
+    const theirs = path.join(dir, 'theirs');
+    const made = spawn('mkfifo', [theirs]);
+    await new Promise((resolve) => made.on('exit', resolve));
+    const served = await startFifoFront(
+      server,
+      { path: theirs, prefetch: 1, mode: 0o660, gid: null },
+      () => {},
+    );
+    served.close();
+    expect(statSync(theirs).isFIFO()).toBe(true);
+  });
+
+  it('refuses a path that exists and is not a fifo', async () => {
+    startServer(4);
+    const file = path.join(dir, 'regular');
+    writeFileSync(file, 'not a fifo');
+    await expect(
+      startFifoFront(server, { path: file, prefetch: 1, mode: 0o666, gid: null }, () => {}),
+    ).rejects.toThrow(/exists and is not a fifo/);
+    expect(readFileSync(file, 'utf8')).toBe('not a fifo');
+  });
+
+  it('parks one token while a client has the fifo open, refills what it takes, reads surplus back', async () => {
+    startServer(8);
+    const front = await startFifo();
+    const fifo = front.jobserverPath;
+    const parkedSeen: number[] = [];
+    server.onRecord(() => parkedSeen.push(front.parkedTokens()));
+
+    const first = client(fifo);
+    await first.opened();
+    await waitFor('one token parked', () => front.parkedTokens() === 1 && out() === 1);
+
+    // Each token taken is replaced: 3 held by the client + 1 parked.
+    await first.take(3);
+    await waitFor('the refill', () => front.parkedTokens() === 1 && out() === 4);
+    expect(front.lentTokens()).toBe(4);
+    // The daemon never put more than one idle token in the pipe.
+    expect(Math.max(...parkedSeen)).toBeLessThanOrEqual(1);
+
+    // 3 written back: 4 in the pipe, 3 of them surplus, back to the core.
+    await first.giveBack(3);
+    await waitFor('the surplus to be read back', () => out() === 1);
+    expect(front.parkedTokens()).toBe(1);
+    expect(front.lentTokens()).toBe(1);
+    expect(records.some((r) => r.type === 'return' && r.client.startsWith('file:'))).toBe(true);
+
+    // The last client leaves: nothing stays parked or lent.
+    first.send('q');
+    await waitFor('the client to exit', () => first.gone);
+    await waitFor('the sub-pool to be reset', () => out() === 0 && front.parkedTokens() === 0);
+    expect(front.lentTokens()).toBe(0);
+    expect(logLines).toEqual([]);
+  });
+
+  it('a larger prefetch keeps that many parked', async () => {
+    startServer(8);
+    const front = await startFifo(3);
+    const first = client(front.jobserverPath, 'rdwr');
+    await first.opened();
+    await waitFor('three tokens parked', () => front.parkedTokens() === 3 && out() === 3);
+    await first.take(2);
+    await waitFor('the refill', () => front.parkedTokens() === 3 && out() === 5);
+  });
+
+  it('tokens of a SIGKILLed client come back when the last client has closed the fifo', async () => {
+    startServer(8);
+    const front = await startFifo();
+    const killed = client(front.jobserverPath);
+    const other = client(front.jobserverPath, 'rdwr');
+    await killed.opened();
+    await other.opened();
+    await killed.take(2);
+    await other.take(1);
+    await waitFor('3 held + 1 parked', () => out() === 4 && front.parkedTokens() === 1);
+
+    await killed.kill();
+    // A pipe cannot say who held what: while another client has it open the
+    // sub-pool keeps everything it lent.
+    await waitFor('the kill to be seen', () => killed.gone);
+    expect(out()).toBe(4);
+
+    await other.kill();
+    await waitFor('every token back after the last close', () => out() === 0, 2000);
+    expect(front.parkedTokens()).toBe(0);
+    expect(
+      records.some((r) => r.type === 'reclaim' && r.reason === 'close' && r.tokens === 4),
+    ).toBe(true);
+
+    // The next client starts a fresh sub-pool.
+    const next = client(front.jobserverPath);
+    await next.opened();
+    await waitFor('a token parked again', () => out() === 1 && front.parkedTokens() === 1);
+  });
+
+  it('beside the FUSE front: both together never exceed -j, and tokens flow between them', async () => {
+    startServer(3);
+    const mountDir = path.join(dir, 'mnt');
+    const fuse = startFuseFront(
+      server,
+      {
+        dir: mountDir,
+        fileMode: 0o666,
+        fileGid: null,
+        allowOther: false,
+        onUnexpectedClose: (reason) => logLines.push(`fuse closed: ${reason}`),
+      },
+      (line) => logLines.push(line),
+    );
+    fronts.push(fuse);
+    const fifo = await startFifo();
+
+    const viaFuse = client(fuse.jobserverPath, 'rdwr');
+    await viaFuse.opened();
+    await viaFuse.take(2);
+    const viaFifo = client(fifo.jobserverPath);
+    await viaFifo.opened();
+    // The third token is parked in the fifo and taken from there.
+    await viaFifo.take(1);
+    // Both want more; nothing is left: the FUSE reader and the fifo's
+    // synthetic read wait in the core's one queue.
+    viaFuse.send('r');
+    viaFifo.send('r');
+    await waitFor(
+      'both clients and the fifo front to wait',
+      () =>
+        viaFuse.count('reading') === 3 &&
+        viaFifo.count('reading') === 2 &&
+        server.snapshot().waiting === 2,
+    );
+    expect(out()).toBe(3);
+    expect(viaFuse.held + viaFifo.held).toBe(3);
+
+    // The FUSE client leaves holding 2 (its blocked read is interrupted):
+    // both tokens go to the fifo's waiting client (one through the pipe, one
+    // parked for its next read).
+    await viaFuse.kill();
+    await waitFor('the fifo client to get a token', () => viaFifo.held === 2);
+    await waitFor('one parked again', () => fifo.parkedTokens() === 1 && out() === 3);
+    await viaFifo.take(1);
+    expect(viaFifo.held).toBe(3);
+
+    await viaFifo.kill();
+    await waitFor('all tokens back', () => out() === 0);
+    expect(maxOut()).toBe(3);
+    expect(logLines.filter((line) => !line.includes('fuse closed'))).toEqual([]);
+  });
+});
