@@ -7,12 +7,13 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { clientMarkdown, runClientBench } from './client.js';
 import { runSchedBench, schedMarkdown } from './sched.js';
 import { runTokensBench, tokensMarkdown } from './tokens.js';
 
 const resultsDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'results');
 const which = process.argv.slice(2).filter((a) => a !== '--');
-const known = ['sched', 'tokens'];
+const known = ['sched', 'tokens', 'client'];
 const selected = which.length === 0 ? known : which;
 
 for (const name of selected) {
@@ -39,5 +40,13 @@ for (const name of selected) {
     writeFileSync(join(resultsDir, 'tokens.json'), `${JSON.stringify(result, null, 2)}\n`);
     writeFileSync(join(resultsDir, 'tokens.md'), `# pnpm bench tokens\n\n${markdown}`);
     console.log(`wrote ${join('bench', 'results', 'tokens.json')} and tokens.md`);
+  }
+  if (name === 'client') {
+    const result = await runClientBench();
+    const markdown = clientMarkdown(result);
+    console.log(markdown);
+    writeFileSync(join(resultsDir, 'client.json'), `${JSON.stringify(result, null, 2)}\n`);
+    writeFileSync(join(resultsDir, 'client.md'), `# pnpm bench client\n\n${markdown}`);
+    console.log(`wrote ${join('bench', 'results', 'client.json')} and client.md`);
   }
 }
