@@ -49,32 +49,38 @@ fn main() {
 }
 
 describe.skipIf(!hasCargo)('Jobserver.create serving cargo', () => {
-  it.each([2, 3])('cargo -j 8 under Jobserver.create(%i) runs at most that many build scripts at once', async (jobs) => {
-    const dir = tempDir();
-    const root = writeWorkspace(dir, 6, 700);
-    const stamps = join(dir, 'stamps');
-    const jobserver = Jobserver.create(jobs);
-    try {
-      const { MAKEFLAGS: _m, MFLAGS: _f, CARGO_MAKEFLAGS: _c, ...clean } = process.env;
-      const status = await runWithToken(
-        'cargo',
-        ['build', '--offline', '-q', '-j', '8', '--manifest-path', join(root, 'Cargo.toml')],
-        {
-          jobserver,
-          env: { ...clean, STAMPS: stamps, CARGO_TARGET_DIR: join(dir, 'target') },
-          stdio: ['ignore', 'inherit', 'inherit'],
-        },
-      );
-      expect(status).toBe(0);
-      const text = readFileSync(stamps, 'utf8');
-      expect(text.match(/^end /gm)).toHaveLength(6);
-      expect(maxConcurrency(text)).toBe(jobs);
-      // Every token is back in the pool.
-      const back = [jobserver.tryAcquire(), ...Array.from({ length: jobs - 1 }, () => jobserver.tryAcquire())];
-      expect(back.every((t) => t !== null)).toBe(true);
-      expect(jobserver.tryAcquire()).toBeNull();
-    } finally {
-      jobserver.close();
-    }
-  });
+  it.each([2, 3])(
+    'cargo -j 8 under Jobserver.create(%i) runs at most that many build scripts at once',
+    async (jobs) => {
+      const dir = tempDir();
+      const root = writeWorkspace(dir, 6, 700);
+      const stamps = join(dir, 'stamps');
+      const jobserver = Jobserver.create(jobs);
+      try {
+        const { MAKEFLAGS: _m, MFLAGS: _f, CARGO_MAKEFLAGS: _c, ...clean } = process.env;
+        const status = await runWithToken(
+          'cargo',
+          ['build', '--offline', '-q', '-j', '8', '--manifest-path', join(root, 'Cargo.toml')],
+          {
+            jobserver,
+            env: { ...clean, STAMPS: stamps, CARGO_TARGET_DIR: join(dir, 'target') },
+            stdio: ['ignore', 'inherit', 'inherit'],
+          },
+        );
+        expect(status).toBe(0);
+        const text = readFileSync(stamps, 'utf8');
+        expect(text.match(/^end /gm)).toHaveLength(6);
+        expect(maxConcurrency(text)).toBe(jobs);
+        // Every token is back in the pool.
+        const back = [
+          jobserver.tryAcquire(),
+          ...Array.from({ length: jobs - 1 }, () => jobserver.tryAcquire()),
+        ];
+        expect(back.every((t) => t !== null)).toBe(true);
+        expect(jobserver.tryAcquire()).toBeNull();
+      } finally {
+        jobserver.close();
+      }
+    },
+  );
 });

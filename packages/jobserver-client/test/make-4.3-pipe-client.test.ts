@@ -5,7 +5,13 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Jobserver, chooseChildStyle, gnuMakeVersion, resolveCommand, runWithToken } from '../src/index.js';
+import {
+  Jobserver,
+  chooseChildStyle,
+  gnuMakeVersion,
+  resolveCommand,
+  runWithToken,
+} from '../src/index.js';
 import { FIXTURES, maxConcurrency, tempDir } from './helpers.js';
 
 const CLIENT = join(FIXTURES, 'client.mjs');
@@ -89,7 +95,9 @@ describe.skipIf(!isMake43)('GNU make 4.3 as the server', () => {
     const result = runMake(dir, 3);
     // make 4.3 closes its pipe for recipes without '+' but leaves the auth in
     // MAKEFLAGS; in Node, 3 and 4 are then its own epoll descriptor and pipe.
-    expect(result.stderr).toMatch(/warning: jobserver unavailable: using -j1\. {2}Add '\+' to parent make rule\./);
+    expect(result.stderr).toMatch(
+      /warning: jobserver unavailable: using -j1\. {2}Add '\+' to parent make rule\./,
+    );
     expect(result.status).not.toBe(0); // the fixture exits 3 without a jobserver
   });
 });
@@ -106,7 +114,10 @@ describe.skipIf(!isMake43)('runWithToken with make 4.3 as the child', () => {
     const dir = tempDir();
     const stamps = join(dir, 'stamps');
     const names = ['a', 'b', 'c', 'd', 'e', 'f'];
-    writeFileSync(join(dir, 'Makefile'), [`all: ${names.join(' ')}`, ...makeJobs(names, stamps, 0.3), ''].join('\n'));
+    writeFileSync(
+      join(dir, 'Makefile'),
+      [`all: ${names.join(' ')}`, ...makeJobs(names, stamps, 0.3), ''].join('\n'),
+    );
     const jobserver = Jobserver.create(3);
     opened.push(jobserver);
     const { MAKEFLAGS: _m, MFLAGS: _f, CARGO_MAKEFLAGS: _c, ...clean } = process.env;

@@ -1,6 +1,15 @@
 // A plain kernel fifo made by the test (make 4.4 style `fifo:PATH`), and
 // the library's own bookkeeping, with both wait strategies.
-import { closeSync, constants, existsSync, openSync, readSync, readdirSync, readlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  openSync,
+  readSync,
+  readdirSync,
+  readlinkSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Jobserver, JobserverClosedError, Token } from '../src/index.js';
@@ -130,7 +139,11 @@ describe.each(['native', 'fallback'] as const)('a plain fifo, %s wait', (wait) =
   it('close() returns every token and rejects waiters', async () => {
     const pool = fifoWith('ab');
     const jobserver = open(pool.path);
-    const tokens = [await jobserver.acquire(), await jobserver.acquire(), await jobserver.acquire()];
+    const tokens = [
+      await jobserver.acquire(),
+      await jobserver.acquire(),
+      await jobserver.acquire(),
+    ];
     const waiting = jobserver.acquire();
     jobserver.close();
     await expect(waiting).rejects.toBeInstanceOf(JobserverClosedError);
@@ -171,7 +184,11 @@ describe('Jobserver.create', () => {
     const jobserver = Jobserver.create(3);
     opened.push(jobserver);
     expect(jobserver.auth.kind).toBe('fifo');
-    const tokens = [await jobserver.acquire(), await jobserver.acquire(), await jobserver.acquire()];
+    const tokens = [
+      await jobserver.acquire(),
+      await jobserver.acquire(),
+      await jobserver.acquire(),
+    ];
     expect(tokens.map((t) => t.implicit)).toEqual([true, false, false]);
     expect(jobserver.tryAcquire()).toBeNull();
     expect(existsSync(jobserver.path)).toBe(true);
@@ -221,7 +238,9 @@ describe('Jobserver.fromEnv', () => {
   it("warns like make when the descriptors are not open ('+' missing in the parent rule)", () => {
     expect(Jobserver.fromEnv({ MAKEFLAGS: ' -j3 --jobserver-auth=900,901' }, options)).toBeNull();
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/^jobserver unavailable: using -j1\. {2}Add '\+' to parent make rule\./);
+    expect(warnings[0]).toMatch(
+      /^jobserver unavailable: using -j1\. {2}Add '\+' to parent make rule\./,
+    );
     expect(warnings[0]).toContain('descriptor 900 is not open');
   });
 
@@ -236,7 +255,9 @@ describe('Jobserver.fromEnv', () => {
     };
     const epoll = fds.find((fd) => link(fd) === 'anon_inode:[eventpoll]');
     expect(epoll).toBeDefined();
-    expect(Jobserver.fromEnv({ MAKEFLAGS: `--jobserver-auth=${epoll},${epoll}` }, options)).toBeNull();
+    expect(
+      Jobserver.fromEnv({ MAKEFLAGS: `--jobserver-auth=${epoll},${epoll}` }, options),
+    ).toBeNull();
     expect(warnings[0]).toContain('not a pipe, device or file');
 
     const pipes = new Map<string, number>();
@@ -249,8 +270,12 @@ describe('Jobserver.fromEnv', () => {
   });
 
   it('warns when a fifo path cannot be opened, and for an unsupported auth', () => {
-    expect(Jobserver.fromEnv({ MAKEFLAGS: '--jobserver-auth=fifo:/nonexistent/x' }, options)).toBeNull();
-    expect(Jobserver.fromEnv({ MAKEFLAGS: '--jobserver-auth=gmake_semaphore_1' }, options)).toBeNull();
+    expect(
+      Jobserver.fromEnv({ MAKEFLAGS: '--jobserver-auth=fifo:/nonexistent/x' }, options),
+    ).toBeNull();
+    expect(
+      Jobserver.fromEnv({ MAKEFLAGS: '--jobserver-auth=gmake_semaphore_1' }, options),
+    ).toBeNull();
     expect(warnings[0]).toMatch(/jobserver unavailable.*ENOENT/);
     expect(warnings[1]).toMatch(/jobserver unavailable.*Windows semaphore/);
   });
@@ -261,7 +286,11 @@ describe('childEnv / spawnOptions', () => {
     const pool = fifoWith('');
     const jobserver = Jobserver.fromAuth({ kind: 'fifo', path: pool.path });
     opened.push(jobserver);
-    const env = jobserver.childEnv({ MAKEFLAGS: 'k -j8 -- FOO=bar', CARGO_MAKEFLAGS: '-j8', PATH: '/bin' });
+    const env = jobserver.childEnv({
+      MAKEFLAGS: 'k -j8 -- FOO=bar',
+      CARGO_MAKEFLAGS: '-j8',
+      PATH: '/bin',
+    });
     expect(env.MAKEFLAGS).toBe(`k --jobserver-auth=fifo:${pool.path} -- FOO=bar`);
     expect(env.CARGO_MAKEFLAGS).toBe(env.MAKEFLAGS);
     expect(env.MFLAGS).toBeUndefined();
@@ -272,7 +301,11 @@ describe('childEnv / spawnOptions', () => {
     const pool = fifoWith('');
     const jobserver = Jobserver.fromAuth({ kind: 'fifo', path: pool.path });
     opened.push(jobserver);
-    const { env, stdio } = jobserver.spawnOptions({ style: 'pipe', env: {}, stdio: ['ignore', 'pipe', 'inherit'] });
+    const { env, stdio } = jobserver.spawnOptions({
+      style: 'pipe',
+      env: {},
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     expect(env.MAKEFLAGS).toBe(' --jobserver-auth=3,3');
     expect(stdio.slice(0, 3)).toEqual(['ignore', 'pipe', 'inherit']);
     expect(typeof stdio[3]).toBe('number');

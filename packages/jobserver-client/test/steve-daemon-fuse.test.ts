@@ -4,7 +4,15 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Jobserver, JobserverGoneError } from '../src/index.js';
-import { type ChildRun, type Daemon, FIXTURES, run, startDaemon, stop, waitFor } from './helpers.js';
+import {
+  type ChildRun,
+  type Daemon,
+  FIXTURES,
+  run,
+  startDaemon,
+  stop,
+  waitFor,
+} from './helpers.js';
 
 const CLIENT = join(FIXTURES, 'client.mjs');
 const daemons: Daemon[] = [];
@@ -36,7 +44,10 @@ describe('against the steve-daemon FUSE front', () => {
     'takes one token per read and returns it (%s wait)',
     async (wait) => {
       const steve = await daemon(2);
-      const jobserver = Jobserver.fromAuth({ kind: 'fifo', path: steve.jobserverPath }, { implicitSlot: false, wait });
+      const jobserver = Jobserver.fromAuth(
+        { kind: 'fifo', path: steve.jobserverPath },
+        { implicitSlot: false, wait },
+      );
       opened.push(jobserver);
       const a = await jobserver.acquire();
       const b = await jobserver.acquire();
@@ -51,7 +62,10 @@ describe('against the steve-daemon FUSE front', () => {
 
   it('a waiting Node client is a poller: the daemon reserves the returned token for it', async () => {
     const steve = await daemon(1);
-    const holder = Jobserver.fromAuth({ kind: 'fifo', path: steve.jobserverPath }, { implicitSlot: false });
+    const holder = Jobserver.fromAuth(
+      { kind: 'fifo', path: steve.jobserverPath },
+      { implicitSlot: false },
+    );
     opened.push(holder);
     const token = await holder.acquire();
     // The child needs its implicit slot plus one token: it waits in poll.
@@ -72,9 +86,16 @@ describe('against the steve-daemon FUSE front', () => {
     child.child.kill('SIGKILL');
     expect((await child.exited).signal).toBe('SIGKILL');
     await waitFor('the daemon to reclaim', () => steve.out() === 0);
-    const jobserver = Jobserver.fromAuth({ kind: 'fifo', path: steve.jobserverPath }, { implicitSlot: false });
+    const jobserver = Jobserver.fromAuth(
+      { kind: 'fifo', path: steve.jobserverPath },
+      { implicitSlot: false },
+    );
     opened.push(jobserver);
-    const tokens = [await jobserver.acquire(), await jobserver.acquire(), await jobserver.acquire()];
+    const tokens = [
+      await jobserver.acquire(),
+      await jobserver.acquire(),
+      await jobserver.acquire(),
+    ];
     expect(tokens).toHaveLength(3);
   });
 
@@ -85,12 +106,17 @@ describe('against the steve-daemon FUSE front', () => {
     child.child.kill('SIGTERM');
     expect((await child.exited).signal).toBe('SIGTERM');
     expect(steve.out()).toBe(0);
-    expect(steve.log.some((line) => line.startsWith(`return <- pid ${child.child.pid} `))).toBe(true);
+    expect(steve.log.some((line) => line.startsWith(`return <- pid ${child.child.pid} `))).toBe(
+      true,
+    );
   });
 
   it('a waiting acquire fails with JobserverGoneError when the daemon goes away', async () => {
     const steve = await daemon(1);
-    const jobserver = Jobserver.fromAuth({ kind: 'fifo', path: steve.jobserverPath }, { implicitSlot: false });
+    const jobserver = Jobserver.fromAuth(
+      { kind: 'fifo', path: steve.jobserverPath },
+      { implicitSlot: false },
+    );
     opened.push(jobserver);
     const held = await jobserver.acquire();
     const outcome = jobserver.acquire().then(
