@@ -18,6 +18,8 @@ export interface RunningDaemon {
   readonly jobserverPath: string;
   /** The control socket path to give stevie (a link inside the mount). */
   readonly controlPath: string;
+  /** The fifo front's fifo (`--fifo`), when asked for. */
+  readonly fifoPath: string | null;
   readonly process: ChildProcess;
   /** stderr lines so far (records with -v). */
   readonly log: string[];
@@ -51,14 +53,27 @@ function isMounted(dir: string): boolean {
     .some((line) => line.split(' ')[4] === dir);
 }
 
-export async function startDaemon(args: string[] = []): Promise<RunningDaemon> {
+export interface DaemonOptions {
+  /** Also serve a fifo front (`--fifo DIR/jobserver.fifo`), with this `--fifo-prefetch`. */
+  readonly fifo?: { readonly prefetch?: number };
+}
+
+export async function startDaemon(
+  args: string[] = [],
+  options: DaemonOptions = {},
+): Promise<RunningDaemon> {
   const dir = mkdtempSync(join(tmpdir(), 'steve-e2e-'));
   const mountDir = join(dir, 'mnt');
+  const fifoPath = options.fifo ? join(dir, 'jobserver.fifo') : null;
+  const fifoArgs =
+    fifoPath === null
+      ? []
+      : ['--fifo', fifoPath, '--fifo-prefetch', String(options.fifo?.prefetch ?? 1)];
   // Each daemon its own control socket (through the mount's control.sock link).
   const controlPath = join(mountDir, 'control.sock');
   const child = spawn(
     process.execPath,
-    [DAEMON_BIN, '--fuse', mountDir, '--control', controlPath, '-v', ...args],
+    [DAEMON_BIN, '--fuse', mountDir, '--control', controlPath, '-v', ...fifoArgs, ...args],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
     },
@@ -93,7 +108,8 @@ export async function startDaemon(args: string[] = []): Promise<RunningDaemon> {
     await waitFor('the daemon to say where it serves', () => {
       if (exitCode !== undefined)
         throw new Error(`steve-daemon exited (${exitCode}): ${log.join('\n')}`);
-      return /serving \d+ tokens on (\S+)/.exec(stdout)?.[1];
+      const serving = /serving \d+ tokens on (\S+)/.exec(stdout)?.[1];
+      return fifoPath === null ? serving : serving && stdout.includes(` on ${fifoPath} `);
     });
   } catch (error) {
     child.kill('SIGKILL');
@@ -108,6 +124,7 @@ export async function startDaemon(args: string[] = []): Promise<RunningDaemon> {
     mountDir,
     jobserverPath,
     controlPath,
+    fifoPath,
     process: child,
     log,
     maxOut: () => maxOut,
