@@ -236,7 +236,18 @@ class FifoFront implements FrontPort {
       this.log(`steve-daemon: inotify queue overflow on ${this.path}; re-reading the fifo`);
     if (mask & inotifyEvents.IN_IGNORED)
       this.log(`steve-daemon: the fifo ${this.path} is gone; its current clients are still served`);
-    this.evaluate();
+    this.evaluateGuarded();
+  }
+
+  /** From an event callback: a failure (EMFILE on the short-lived read end, …) is logged, and the next event tries again. */
+  private evaluateGuarded(): void {
+    try {
+      this.evaluate();
+    } catch (error) {
+      this.log(
+        `steve-daemon: fifo ${this.path}: ${(error as Error).message}; retrying on the next event`,
+      );
+    }
   }
 
   /** Evaluate after the current core event has been carried out. */
@@ -245,7 +256,7 @@ class FifoFront implements FrontPort {
     this.evaluationQueued = true;
     queueMicrotask(() => {
       this.evaluationQueued = false;
-      this.evaluate();
+      this.evaluateGuarded();
     });
   }
 

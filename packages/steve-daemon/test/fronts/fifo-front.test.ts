@@ -4,8 +4,18 @@
 // them; surplus comes back to the core; a SIGKILLed client's tokens come
 // back at the last close; with the FUSE front beside it the two never hand
 // out more than -j together.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import {
+  closeSync,
+  constants as fsConstants,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -13,7 +23,14 @@ import type { SchedulerRecord } from '../../src/core/index.js';
 import { PoolServer, realNow } from '../../src/daemon/pool-server.js';
 import { type RunningFifoFront, startFifoFront } from '../../src/fronts/fifo.js';
 import { type RunningFront, startFuseFront } from '../../src/fronts/fuse.js';
-import { watchPid } from '../../src/native/addon.js';
+import {
+  bytesReadable,
+  inotifyEvents,
+  pollEvents,
+  pollNow,
+  watchPath,
+  watchPid,
+} from '../../src/native/addon.js';
 import { sampleProbes } from '../../src/probes/probes.js';
 
 const PYTHON = '/usr/bin/python3';
@@ -179,6 +196,60 @@ afterEach(async () => {
   for (const front of fronts.splice(0)) front.close();
   server?.stop();
   rmSync(dir, { recursive: true, force: true });
+});
+
+describe('native glue of the fifo front', () => {
+  it('watchPath reports opens, writes and closes, stops at close(); bytesReadable and pollNow see the pipe', async () => {
+    const fifo = path.join(dir, 'plain.fifo');
+    execFileSync('mkfifo', [fifo]);
+    let seen = 0;
+    let calls = 0;
+    const watch = watchPath(
+      fifo,
+      inotifyEvents.IN_OPEN | inotifyEvents.IN_CLOSE_WRITE | inotifyEvents.IN_MODIFY,
+      (mask) => {
+        seen |= mask;
+        calls += 1;
+      },
+    );
+    const both = openSync(fifo, fsConstants.O_RDWR | fsConstants.O_NONBLOCK);
+    writeSync(both, Buffer.from('++'));
+    expect(bytesReadable(both)).toBe(2);
+    expect(pollNow(both, pollEvents.POLLIN) & pollEvents.POLLIN).toBe(pollEvents.POLLIN);
+    closeSync(both);
+    const all = inotifyEvents.IN_OPEN | inotifyEvents.IN_MODIFY | inotifyEvents.IN_CLOSE_WRITE;
+    await waitFor('open, modify and close events', () => (seen & all) === all);
+    watch.close();
+    watch.close();
+    const before = calls;
+    closeSync(openSync(fifo, fsConstants.O_RDWR));
+    // A stopped watch never calls back: a fresh watch sees the next event,
+    // and by then the old one would have been called too.
+    const later = watchPath(fifo, inotifyEvents.IN_OPEN, () => (seen = -1));
+    closeSync(openSync(fifo, fsConstants.O_RDWR));
+    await waitFor('the fresh watch', () => seen === -1);
+    later.close();
+    expect(calls).toBe(before);
+    expect(() => watchPath(path.join(dir, 'missing'), inotifyEvents.IN_OPEN, () => {})).toThrow(
+      /ENOENT/,
+    );
+  });
+
+  it('a watch does not keep the process alive', () => {
+    const fifo = path.join(dir, 'alive.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const addon = path.resolve(import.meta.dirname, '../../build/Release/steve_native.node');
+    const result = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `require(${JSON.stringify(addon)}).watchPath(${JSON.stringify(fifo)}, 0x20, () => {})`,
+      ],
+      { timeout: 5000, encoding: 'utf8' },
+    );
+    expect(result.error).toBeUndefined();
+    expect(result.status, result.stderr).toBe(0);
+  });
 });
 
 describe('fifo front', () => {
