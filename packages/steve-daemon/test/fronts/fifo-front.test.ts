@@ -192,10 +192,13 @@ beforeEach(() => {
 });
 
 afterEach(async () => {
-  for (const started of clients.splice(0)) await started.kill();
-  for (const front of fronts.splice(0)) front.close();
-  server?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  try {
+    for (const started of clients.splice(0)) await started.kill();
+    for (const front of fronts.splice(0)) front.close();
+    server?.stop();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 describe('native glue of the fifo front', () => {
