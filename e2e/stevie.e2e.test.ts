@@ -6,7 +6,14 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { REPO, type RunningDaemon, exitOf, startDaemon, waitFor } from './helpers/daemon.js';
+import {
+  REPO,
+  type RunningDaemon,
+  exitOf,
+  maxConcurrency,
+  startDaemon,
+  waitFor,
+} from './helpers/daemon.js';
 import { writeMakefile } from './helpers/workloads.js';
 
 const STEVIE = join(REPO, 'packages', 'steve-daemon', 'bin', 'stevie.js');
@@ -157,6 +164,28 @@ describe('stevie', () => {
     );
     events.kill('SIGTERM');
     expect(await exitOf(events)).toBe(0);
+  });
+
+  it('stevie CMD runs a command holding one token: make 4.3 gets the pool as a descriptor, others as a fifo auth', async () => {
+    daemon = await startDaemon(['-j', '3']);
+    const control = ['--control', daemon.controlPath];
+    const stamps = join(daemon.dir, 'stamps');
+    const makefile = writeMakefile(daemon.dir, 6, 0.5, stamps);
+    // make 4.3 would stop on a fifo: auth; stevie hands it --jobserver-auth=N,N.
+    const make = stevie([...control, '--', 'make', '-f', makefile]);
+    expect(make.stderr).toBe('');
+    expect(make.status).toBe(0);
+    // stevie's token is make's implicit slot; make took the other 2: 3 at a time.
+    expect(maxConcurrency(readFileSync(stamps, 'utf8').trim().split('\n'))).toBe(3);
+    await waitFor('the daemon log of 3 tokens out', () => daemon?.maxOut() === 3);
+
+    const probe = 'import os; print(os.environ["MAKEFLAGS"])';
+    const python = stevie([...control, '/usr/bin/python3', '-c', probe]);
+    expect(python.status).toBe(0);
+    expect(python.stdout.trim()).toBe(`--jobserver-auth=fifo:${daemon.jobserverPath}`);
+    // The command's exit status is stevie's.
+    expect(stevie([...control, '/usr/bin/python3', '-c', 'raise SystemExit(7)']).status).toBe(7);
+    await waitFor('all tokens back', () => daemon?.out() === 0);
   });
 
   it('says what to do: no daemon, no permission, a reply that is not one, bad input', async () => {

@@ -26,6 +26,7 @@ import {
 import { PoolServer, realNow } from '../daemon/pool-server.js';
 import { cuseAvailable, startCuseFront } from '../fronts/cuse.js';
 import { type RunningFront, startFuseFront } from '../fronts/fuse.js';
+import { DEFAULT_FIFO_PREFETCH, startFifoFront } from '../fronts/fifo.js';
 import { peerCredentials, watchPid } from '../native/addon.js';
 import { type ControlServer, startControlServer } from '../control/server.js';
 import { sampleProbes } from '../probes/probes.js';
@@ -49,6 +50,8 @@ export interface DaemonArgs {
   mode: string | undefined;
   group: string | undefined;
   allowOther: boolean;
+  fifo: string | undefined;
+  fifoPrefetch: number;
   control: string | undefined;
   metricsListen: string | undefined;
   verbose: boolean;
@@ -123,6 +126,16 @@ export function parseDaemonArgs(argv: string[]): DaemonArgs {
       type: 'string',
       describe: `group owning the device or file (default: ${DEFAULT_GROUP} when it exists)`,
     })
+    .option('fifo', {
+      type: 'string',
+      describe:
+        'also serve a real named pipe at PATH for clients that demand one (ninja <= 1.13.2)',
+    })
+    .option('fifo-prefetch', {
+      type: 'number',
+      default: DEFAULT_FIFO_PREFETCH,
+      describe: 'idle tokens the fifo front keeps parked in the pipe while clients have it open',
+    })
     .option('control', {
       type: 'string',
       describe: `control socket for stevie (default: $STEVE_CONTROL or ${DEFAULT_CONTROL_SOCKET_PATH})`,
@@ -167,6 +180,8 @@ export function parseDaemonArgs(argv: string[]): DaemonArgs {
     mode: parsed.mode,
     group: parsed.group,
     allowOther: parsed['allow-other'],
+    fifo: parsed.fifo,
+    fifoPrefetch: parsed['fifo-prefetch'],
     control: parsed.control,
     metricsListen: parsed['metrics-listen'],
     verbose: parsed.verbose || parsed.debug,
@@ -228,6 +243,9 @@ export function permissions(
 /** The line a user copies: where the pool is and the MAKEFLAGS to use. */
 export function servingLine(front: RunningFront, jobs: number): string {
   const auth = formatJobserverAuth({ kind: 'fifo', path: front.jobserverPath });
+  if (front.kind === 'fifo') {
+    return `steve-daemon: serving ${jobs} tokens on ${front.jobserverPath} (FIFO, a sub-pool for clients that want a real named pipe, e.g. ninja 1.13); use MAKEFLAGS="${auth}"`;
+  }
   return (
     `steve-daemon: serving ${jobs} tokens on ${front.jobserverPath} (${front.kind.toUpperCase()}); use MAKEFLAGS="${auth}"\n` +
     `  GNU make older than 4.4 stops on a fifo: auth; give it the pool as a descriptor instead: ` +
@@ -295,6 +313,10 @@ export async function main(argv: string[]): Promise<void> {
     );
     metricsListen =
       args.metricsListen === undefined ? null : parseMetricsListen(args.metricsListen);
+    if (!Number.isSafeInteger(args.fifoPrefetch) || args.fifoPrefetch < 1) {
+      throw new UsageError(`--fifo-prefetch must be a whole number >= 1, got ${args.fifoPrefetch}`);
+    }
+    if (args.fifo === '') throw new UsageError('--fifo needs a PATH for the named pipe');
   } catch (error) {
     log(`steve-daemon: ${(error as Error).message}`);
     process.exit(2);
@@ -363,6 +385,20 @@ export async function main(argv: string[]): Promise<void> {
             debug: args.debug,
             onUnexpectedClose,
             ...(control.linkFromMount === null ? {} : { controlLink: control.linkFromMount }),
+          },
+          log,
+        ),
+      );
+    }
+    if (args.fifo !== undefined) {
+      fronts.push(
+        await startFifoFront(
+          server,
+          {
+            path: resolve(args.fifo),
+            prefetch: args.fifoPrefetch,
+            mode: access.mode,
+            gid: access.gid,
           },
           log,
         ),

@@ -9,11 +9,15 @@
  *   stevie metrics                  Prometheus text
  *   stevie -t | --get-jobs | --set-jobs N | …   steve-compatible flags
  *
+ *   stevie [--] CMD ARGS…          run CMD holding one token (MAKEFLAGS points at the pool)
+ *
  * Global: --control PATH (else $STEVE_CONTROL, else /run/steve/control.sock).
  */
 
 import {
   type ControlEventMessage,
+  DEFAULT_DEVICE_PATH,
+  DEFAULT_FUSE_JOBSERVER_PATH,
   type PoolRecord,
   type SettingName,
   type Settings,
@@ -21,6 +25,9 @@ import {
   isSettingName,
   parseSettingValue,
 } from '@steve/protocol';
+import { existsSync } from 'node:fs';
+import { basename } from 'node:path';
+import { CommandStartError, Jobserver, type RunStyle, runWithToken } from '@steve/jobserver-client';
 import { ControlClient, ControlClientError, controlSocketPath } from '../control/client.js';
 
 /** Names a user may type for each setting (steve's flag names and ours). */
@@ -58,6 +65,9 @@ const STEVE_FLAGS: Readonly<Record<string, SettingName>> = {
 };
 
 const USAGE = `usage: stevie [--control PATH] COMMAND
+  [--style fifo|pipe|auto] [--] CMD ARGS…
+                         run CMD holding one token of the pool, with MAKEFLAGS
+                         pointing at it (GNU make < 4.4 gets it as a descriptor)
   status [--json]        jobs, tokens out, holders and waiters
   top                    live view (q to quit)
   get [NAME]             settings (jobs, load-average, min-jobs, min-memory-avail,
@@ -306,8 +316,62 @@ export async function stevie(
     default:
       break;
   }
+  if (command === '--') return runCommand(args.slice(1), path, null);
+  if (command === '--style') {
+    const style = args[1];
+    if (style !== 'fifo' && style !== 'pipe' && style !== 'auto')
+      throw new StevieUsageError('--style is fifo, pipe or auto');
+    const rest = args[2] === '--' ? args.slice(3) : args.slice(2);
+    return runCommand(rest, path, style);
+  }
   if (command.startsWith('-')) return steveFlags(args, path, out);
-  throw new StevieUsageError(`unknown command '${command}'\n${USAGE}`);
+  return runCommand(args, path, null);
+}
+
+/** The pool path to run a command against: the daemon's fronts, else the default paths. */
+export async function findPool(controlPath: string, command: string): Promise<string> {
+  let fronts: ReadonlyArray<{ kind: string; path: string }> = [];
+  try {
+    fronts = ((await withClient(controlPath, (c) => c.request({ type: 'status' }))) as StatusResult)
+      .fronts;
+  } catch (error) {
+    if (!(error instanceof ControlClientError)) throw error;
+  }
+  // ninja <= 1.13.2 accepts only a real fifo; everything else takes the device or file.
+  const order = basename(command) === 'ninja' ? ['fifo', 'cuse', 'fuse'] : ['cuse', 'fuse', 'fifo'];
+  for (const kind of order) {
+    const front = fronts.find((f) => f.kind === kind);
+    if (front) return front.path;
+  }
+  for (const path of [DEFAULT_DEVICE_PATH, DEFAULT_FUSE_JOBSERVER_PATH])
+    if (existsSync(path)) return path;
+  throw new ControlClientError(
+    `no steve pool found (no daemon at ${controlPath}, no ${DEFAULT_DEVICE_PATH}, no ${DEFAULT_FUSE_JOBSERVER_PATH}): start one with \`npx steve-daemon\``,
+  );
+}
+
+/** `stevie [--] CMD ARGS…`: run CMD holding one token of the pool; its exit status is ours. */
+async function runCommand(
+  commandLine: string[],
+  controlPath: string,
+  style: RunStyle | null,
+): Promise<number> {
+  const [command, ...commandArgs] = commandLine;
+  if (command === undefined) throw new StevieUsageError('usage: stevie [--] CMD ARGS…');
+  const poolPath = await findPool(controlPath, command);
+  const jobserver = Jobserver.fromAuth({ kind: 'fifo', path: poolPath }, { implicitSlot: false });
+  try {
+    return await runWithToken(command, commandArgs, {
+      jobserver,
+      tokens: 1,
+      style: style ?? 'auto',
+    });
+  } catch (error) {
+    if (error instanceof CommandStartError) throw new ControlClientError(error.message);
+    throw error;
+  } finally {
+    jobserver.close();
+  }
 }
 
 /** steve's flags, in order: `-t`, `--get-X`, `--set-X N`. */

@@ -108,7 +108,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
       holders: snap.holders.map((h) => ({
         pid: h.pid,
         client: h.client,
-        command: pool.commandOf(h.pid),
+        command: pool.describe(h.pid, h.client),
         tokens: h.tokens,
         reserved: h.reserved,
         holdingForMs: Math.round(now - h.holdingSinceMs),
@@ -116,7 +116,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
       waiters: snap.waiters.map((w) => ({
         pid: w.pid,
         client: w.client,
-        command: pool.commandOf(w.pid),
+        command: pool.describe(w.pid, w.client),
         kind: w.kind,
         waitingForMs: Math.round(now - w.waitingSinceMs),
       })),

@@ -74,6 +74,11 @@ export class FrontConnection {
     return id;
   }
 
+  /** Name a file's per-file client in reports (e.g. the fifo front's sub-pool). */
+  label(localFileId: number, label: string): void {
+    this.server.labelClient(`file:${this.file(localFileId)}`, label);
+  }
+
   /** The global id of a file that was released (forgotten afterwards). */
   releaseFile(localFileId: number): FileId | undefined {
     const id = this.files.get(localFileId);
@@ -119,6 +124,7 @@ export class PoolServer {
   private readonly pollHandles = new Map<number, RequestRoute>();
   private readonly watches = new Map<number, { close(): void }>();
   private readonly commands = new Map<number, string>();
+  private readonly clientLabels = new Map<string, string>();
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   private readonly recordListeners = new Set<(atMs: number, record: SchedulerRecord) => void>();
@@ -160,6 +166,16 @@ export class PoolServer {
     return this.commands.get(pid) ?? commandLineOf(pid);
   }
 
+  /** What to call a client in reports: its command, or a front's label for a per-file client. */
+  describe(pid: number, client: string): string {
+    return pid > 0 ? this.commandOf(pid) : (this.clientLabels.get(client) ?? commandLineOf(0));
+  }
+
+  labelClient(client: string, label: string): void {
+    if (this.clientLabels.size > 4096) this.clientLabels.clear();
+    this.clientLabels.set(client, label);
+  }
+
   onRecord(listener: (atMs: number, record: SchedulerRecord) => void): () => void {
     this.recordListeners.add(listener);
     return () => this.recordListeners.delete(listener);
@@ -184,12 +200,12 @@ export class PoolServer {
       `holders (${snap.holders.length}):`,
       ...snap.holders.map(
         (h) =>
-          `  pid ${h.pid || h.client}  tokens ${h.tokens}${h.reserved ? ' +1 reserved' : ''}  since ${age(h.holdingSinceMs)}  ${this.commandOf(h.pid)}`,
+          `  pid ${h.pid || h.client}  tokens ${h.tokens}${h.reserved ? ' +1 reserved' : ''}  since ${age(h.holdingSinceMs)}  ${this.describe(h.pid, h.client)}`,
       ),
       `waiters (${snap.waiters.length}):`,
       ...snap.waiters.map(
         (w) =>
-          `  pid ${w.pid || w.client}  ${w.kind === 'poll' ? 'polling' : 'blocking read'}  for ${age(w.waitingSinceMs)}  ${this.commandOf(w.pid)}`,
+          `  pid ${w.pid || w.client}  ${w.kind === 'poll' ? 'polling' : 'blocking read'}  for ${age(w.waitingSinceMs)}  ${this.describe(w.pid, w.client)}`,
       ),
     ];
     return `${lines.join('\n')}\n`;

@@ -332,6 +332,7 @@ class FifoFront implements FrontPort {
       held: 0,
     };
     this.generation = generation;
+    this.connection.label(localFileId, `fifo front ${this.path} (tokens lent to its clients)`);
     this.connection.event({ type: 'open', fileId: generation.fileId, pid: 0 });
     return generation;
   }
