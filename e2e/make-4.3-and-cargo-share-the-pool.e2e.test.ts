@@ -3,10 +3,11 @@
 // pool of 3 tokens. The daemon's own records and an observer (jobs write
 // start/end stamps) must agree: at most 3 tokens out, every token back.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { maxConcurrency, type RunningDaemon, startDaemon, waitFor } from './helpers/daemon.js';
+import { cleanEnv, run } from './helpers/processes.js';
 import { writeCargoWorkspace, writeMakefile } from './helpers/workloads.js';
 
 let daemon: RunningDaemon | null = null;
@@ -14,28 +15,6 @@ afterEach(async () => {
   await daemon?.stop();
   daemon = null;
 });
-
-function run(
-  command: string,
-  args: string[],
-  options: { cwd: string; env: NodeJS.ProcessEnv },
-): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (output += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (output += c));
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, output }));
-  });
-}
-
-function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
-  for (const name of ['MAKEFLAGS', 'MFLAGS', 'MAKELEVEL', 'CARGO_MAKEFLAGS'])
-    if (!(name in extra)) delete env[name];
-  return env;
-}
 
 describe('make 4.3 and cargo share one pool', () => {
   it('12 one-second make jobs and a cargo workspace under -j3: at most 3 tokens out, all back', async () => {
@@ -136,7 +115,6 @@ describe('make 4.3 and cargo share one pool', () => {
   });
 });
 
-import { readdirSync } from 'node:fs';
 function readdirSafe(dir: string): string[] {
   try {
     return readdirSync(dir);

@@ -4,12 +4,12 @@
 // is a sub-pool of the same pool: an observer (every job writes start/end
 // stamps) sees at most 4 tokens plus the three implicit slots in use, ninja
 // gets tokens beyond its implicit slot, and every token comes back.
-import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { maxConcurrency, type RunningDaemon, startDaemon, waitFor } from './helpers/daemon.js';
 import { NINJA, writeNinjaBuild } from './helpers/ninja.js';
+import { cleanEnv, run } from './helpers/processes.js';
 import { writeCargoWorkspace, writeMakefile } from './helpers/workloads.js';
 
 let daemon: RunningDaemon | null = null;
@@ -17,28 +17,6 @@ afterEach(async () => {
   await daemon?.stop();
   daemon = null;
 });
-
-function run(
-  command: string,
-  args: string[],
-  options: { cwd: string; env: NodeJS.ProcessEnv },
-): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (output += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (output += c));
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, output }));
-  });
-}
-
-function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
-  for (const name of ['MAKEFLAGS', 'MFLAGS', 'MAKELEVEL', 'CARGO_MAKEFLAGS'])
-    if (!(name in extra)) delete env[name];
-  return env;
-}
 
 describe('ninja 1.13.2 shares the pool through the fifo front', () => {
   it('ninja (fifo front), make 4.3 and cargo (FUSE) under -j4: at most 4 + 3 implicit slots, ninja not starved, all back', async () => {

@@ -112,16 +112,24 @@ export interface ControlEventMessage {
   readonly record: PoolRecord;
 }
 
-/** The `status` result. */
-export interface StatusResult {
-  readonly settings: Settings;
+/** The pool's numbers at one moment (the scheduler's snapshot and `status` share them). */
+export interface PoolGauges {
+  /** Tokens that may be out now: `jobs`, or `minJobs` while a limit holds. */
   readonly capacity: number;
+  /** Tokens held by clients plus tokens reserved for pollers. */
   readonly out: number;
   readonly reserved: number;
   readonly available: number;
   readonly waiting: number;
+  /** Open jobserver files the fronts reported. */
   readonly openFiles: number;
+  /** Which limit holds the capacity down, if one does. */
   readonly limitedBy: 'load' | 'memory' | 'pressure' | null;
+}
+
+/** The `status` result. */
+export interface StatusResult extends PoolGauges {
+  readonly settings: Settings;
   readonly holders: ReadonlyArray<{
     readonly pid: number;
     readonly client: string;

@@ -1,4 +1,9 @@
-import type { PoolRecord, Fairness as ProtocolFairness, Settings } from '@steve/protocol';
+import type {
+  PoolGauges,
+  PoolRecord,
+  Fairness as ProtocolFairness,
+  Settings,
+} from '@steve/protocol';
 
 /**
  * The scheduler core's vocabulary: events in, effects out.
@@ -125,19 +130,8 @@ export interface WaiterInfo {
 }
 
 /** The pool at one moment (for `stevie status`, the FUSE status file, SIGUSR1). */
-export interface SchedulerSnapshot {
+export interface SchedulerSnapshot extends PoolGauges {
   readonly config: SchedulerConfig;
-  /** Tokens that may be out now: `jobs`, or `minJobs` while a limit holds. */
-  readonly capacity: number;
-  /** Tokens held by clients plus tokens reserved for pollers. */
-  readonly out: number;
-  readonly reserved: number;
-  readonly available: number;
-  readonly waiting: number;
-  /** Open files the fronts reported. */
-  readonly openFiles: number;
-  /** Which limit holds the capacity down, if one does. */
-  readonly limitedBy: 'load' | 'memory' | 'pressure' | null;
   readonly holders: readonly HolderInfo[];
   readonly waiters: readonly WaiterInfo[];
   readonly lastSample: ProbeSample | null;
