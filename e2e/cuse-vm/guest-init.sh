@@ -49,6 +49,11 @@ mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts devpts /newroot/dev/pts
 mount -t tmpfs tmpfs /newroot/dev/shm
 mount -t tmpfs tmpfs /newroot/tmp
+# The repo has a share of its own, mounted at its host path last: it may live
+# anywhere on the host, /tmp included (hidden above by the guest's own tmpfs).
+mkdir -p "/newroot$REPO"
+mount -t 9p -o trans=virtio,version=9p2000.L,cache=loose,ro repo "/newroot$REPO" ||
+	die "mounting the repo share failed"
 
 echo "cuse-vm init: running the checks at uptime $(cut -d' ' -f1 /newroot/proc/uptime) s"
 chroot /newroot /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

@@ -133,6 +133,7 @@ timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
 	-append 'console=ttyS0 quiet panic=-1 rdinit=/init' \
 	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
 	-virtfs "local,path=$results,mount_tag=results,security_model=none" \
+	-virtfs "local,path=$repo,mount_tag=repo,security_model=none,readonly=on,multidevs=remap" \
 	</dev/null >"$console" 2>&1 &
 qemu_pid=$!
 wait "$qemu_pid"
