@@ -1,0 +1,148 @@
+// What happens to steve-job's tokens when steve-job is signalled: SIGTERM
+// is forwarded to the command, which stops, and steve-job returns its
+// tokens and exits 128+15; a SIGKILLed steve-job returns nothing itself,
+// and the daemon reclaims its tokens when the process is gone.
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  type Daemon,
+  STEVE_JOB_BIN,
+  cleanEnv,
+  isAlive,
+  killPid,
+  removeTempDirs,
+  run,
+  startDaemon,
+  stopAll,
+  tempDir,
+  waitFor,
+  writeMakefile,
+} from './helpers.js';
+
+const daemons: Daemon[] = [];
+const strayPids: number[] = [];
+afterEach(async () => {
+  for (const pid of strayPids.splice(0)) killPid(pid);
+  await stopAll();
+  for (const daemon of daemons.splice(0)) await daemon.stop();
+  removeTempDirs();
+});
+
+async function pool(jobs: number): Promise<Daemon> {
+  const daemon = await startDaemon(['-j', String(jobs)]);
+  daemons.push(daemon);
+  return daemon;
+}
+
+describe('signals to steve-job', () => {
+  it('SIGTERM stops make and its jobs, returns every token, exits 143', async () => {
+    const steve = await pool(4);
+    const dir = tempDir();
+    const stamps = join(dir, 'stamps');
+    const makefile = writeMakefile(dir, 'm', 8, 30, stamps);
+    const job = run(process.execPath, [STEVE_JOB_BIN, '--', 'make', '-f', makefile], {
+      cwd: dir,
+      env: cleanEnv({ MAKEFLAGS: ` --jobserver-auth=fifo:${steve.jobserverPath}` }),
+    });
+    await waitFor(
+      'make to run 4 jobs',
+      () =>
+        steve.out() === 4 &&
+        existsSync(stamps) &&
+        (readFileSync(stamps, 'utf8').match(/^start /gm)?.length ?? 0) === 4,
+    );
+    job.child.kill('SIGTERM');
+    const { code } = await job.exited;
+    expect(code).toBe(143);
+    await waitFor('every token back', () => steve.out() === 0);
+    // make passed the signal on: none of its 30 s jobs is left.
+    await waitFor('no job of the build left', () => !psHas(stamps));
+  });
+
+  it('SIGKILL: steve-job cannot return its token; the daemon reclaims it', async () => {
+    const steve = await pool(2);
+    const dir = tempDir();
+    const pidFile = join(dir, 'pid');
+    const job = run(
+      process.execPath,
+      [
+        STEVE_JOB_BIN,
+        '--device',
+        steve.jobserverPath,
+        '--',
+        'sh',
+        '-c',
+        `echo $$ > ${pidFile}; exec sleep 60`,
+      ],
+      { env: cleanEnv() },
+    );
+    const commandPid = await waitFor('the command to start', () =>
+      existsSync(pidFile) && /^\d+\n$/.test(readFileSync(pidFile, 'utf8'))
+        ? Number(readFileSync(pidFile, 'utf8'))
+        : null,
+    );
+    strayPids.push(commandPid);
+    expect(steve.out()).toBe(1);
+    job.child.kill('SIGKILL');
+    const { signal } = await job.exited;
+    expect(signal).toBe('SIGKILL');
+    await waitFor('the daemon to reclaim the token', () => steve.out() === 0);
+    const jobPid = job.child.pid as number;
+    await waitFor('the reclaim record', () =>
+      steve.log.some((line) =>
+        new RegExp(`^reclaim <- pid ${jobPid} .*: 1 token\\(s\\), process exited`).test(line),
+      ),
+    );
+    // The orphaned command still runs (it held no token of its own); stop it.
+    expect(isAlive(commandPid)).toBe(true);
+    killPid(commandPid);
+  });
+
+  it('SIGINT and SIGHUP are forwarded too (128+2, 128+1)', async () => {
+    const steve = await pool(2);
+    for (const [signal, status] of [
+      ['SIGINT', 130],
+      ['SIGHUP', 129],
+    ] as const) {
+      const dir = tempDir();
+      const pidFile = join(dir, 'pid');
+      const job = run(
+        process.execPath,
+        [
+          STEVE_JOB_BIN,
+          '--device',
+          steve.jobserverPath,
+          '--',
+          'sh',
+          '-c',
+          `echo $$ > ${pidFile}; exec sleep 60`,
+        ],
+        { env: cleanEnv() },
+      );
+      const commandPid = await waitFor('the command to start', () =>
+        existsSync(pidFile) && /^\d+\n$/.test(readFileSync(pidFile, 'utf8'))
+          ? Number(readFileSync(pidFile, 'utf8'))
+          : null,
+      );
+      strayPids.push(commandPid);
+      job.child.kill(signal);
+      expect((await job.exited).code).toBe(status);
+      await waitFor('the command to be gone', () => !isAlive(commandPid));
+      await waitFor('the token back', () => steve.out() === 0);
+    }
+  });
+});
+
+/** True while some process has `needle` on its command line. */
+function psHas(needle: string): boolean {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(needle)) return true;
+    } catch {
+      // gone
+    }
+  }
+  return false;
+}
