@@ -26,7 +26,7 @@ import os
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Tuple
 
 import pytest
@@ -308,13 +308,13 @@ class Worker:
         self.slots.close()
 
 
-@dataclass
 class Solo:
     """No pytest-xdist workers: this process is the client's implicit slot
     and takes no token (a jobserver client never reads for its first job)."""
 
-    found: Found
-    tests: int = field(default=0)
+    def __init__(self, found: Found) -> None:
+        self.found = found
+        self.tests = 0
 
     def pytest_runtest_logfinish(self, nodeid: str, location: object) -> None:
         self.tests += 1
