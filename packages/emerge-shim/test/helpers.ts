@@ -76,19 +76,27 @@ export function run(
   args: string[],
   options: Parameters<typeof spawn>[2] = {},
 ): ChildRun {
+  const result = runUntracked(command, args, options);
+  running.add(result);
+  void result.exited.then(() => running.delete(result));
+  return result;
+}
+
+/** {@link run} for a child that {@link stopAll} leaves alone (a daemon shared by tests). */
+function runUntracked(
+  command: string,
+  args: string[],
+  options: Parameters<typeof spawn>[2] = {},
+): ChildRun {
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
   const result: ChildRun = {
     child,
     stdout: '',
     stderr: '',
     exited: new Promise((resolveExit) =>
-      child.on('exit', (code, signal) => {
-        running.delete(result);
-        resolveExit({ code, signal });
-      }),
+      child.on('exit', (code, signal) => resolveExit({ code, signal })),
     ),
   };
-  running.add(result);
   child.stdout?.setEncoding('utf8').on('data', (c: string) => (result.stdout += c));
   child.stderr?.setEncoding('utf8').on('data', (c: string) => (result.stderr += c));
   return result;
@@ -187,7 +195,7 @@ export async function startDaemon(args: string[]): Promise<Daemon> {
   const dir = mkdtempSync(join(tmpdir(), 'emerge-shim-daemon-'));
   const mountDir = join(dir, 'mnt');
   const controlPath = join(mountDir, 'control.sock');
-  const daemon = run(
+  const daemon = runUntracked(
     process.execPath,
     [DAEMON_BIN, '--fuse', mountDir, '--control', controlPath, '-v', ...args],
     { env: cleanEnv() },

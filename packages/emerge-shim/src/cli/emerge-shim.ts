@@ -208,8 +208,14 @@ export async function emergeShim(
   say(
     `${describeSupport(plan, version)}; pool ${pool.auth.path}${pool.jobs === null ? '' : ` (${pool.jobs} jobs)`}`,
   );
-  // Holding no token (3.0.74/3.0.75): the implicit slot stands in, nothing is read.
-  const jobserver = Jobserver.fromAuth(pool.auth, { implicitSlot: plan.tokens === 0 });
+  // Holding no token (3.0.74/3.0.75): the implicit slot stands in and nothing is read, so
+  // nothing waits either: the pure-JS wait, because creating the native poller probes the
+  // descriptor with epoll, which a steve daemon takes for a waiting poller and reserves a
+  // token for (held back from everyone for the reservation TTL).
+  const jobserver = Jobserver.fromAuth(pool.auth, {
+    implicitSlot: plan.tokens === 0,
+    wait: plan.tokens === 0 ? 'fallback' : 'auto',
+  });
   try {
     return await runWithToken(emergePath, plan.args, {
       jobserver,

@@ -162,19 +162,23 @@ async function openPool(
   warn: (text: string) => void,
 ): Promise<{ jobserver: Jobserver; from: string } | { problem: string }> {
   const env = process.env;
+  const wait = options.noWait ? 'fallback' : 'auto';
   try {
     if (options.pool !== undefined) {
       const auth = parsePoolSpec(options.pool.spec, process.cwd());
-      return { jobserver: Jobserver.fromAuth(auth, { implicitSlot }), from: options.pool.option };
+      return {
+        jobserver: Jobserver.fromAuth(auth, { implicitSlot, wait }),
+        from: options.pool.option,
+      };
     }
-    const inherited = Jobserver.fromEnv(env, { implicitSlot, warn });
+    const inherited = Jobserver.fromEnv(env, { implicitSlot, wait, warn });
     if (inherited !== null) return { jobserver: inherited, from: 'the inherited MAKEFLAGS' };
     const found = await findPool({
       env,
       controlPath: controlSocketPath(options.control, env),
       command: options.command,
     });
-    return { jobserver: Jobserver.fromAuth(found.auth, { implicitSlot }), from: found.from };
+    return { jobserver: Jobserver.fromAuth(found.auth, { implicitSlot, wait }), from: found.from };
   } catch (error) {
     if (error instanceof NoPoolError) return { problem: error.message };
     const code = (error as NodeJS.ErrnoException).code;
@@ -207,6 +211,7 @@ export async function steveJob(
   }
   // --no-wait takes the real tokens without waiting, then lets runWithToken
   // hold the implicit slot, which stands for them (see below).
+  // It never waits then either: no native poller (see emerge-shim.ts on epoll probes).
   const opened = await openPool(options, options.noWait, (text) => say(`warning: ${text}`));
   if ('problem' in opened) {
     if (!options.fallback) {
