@@ -597,16 +597,15 @@ export class Scheduler {
     }
     this.queue.remove(client);
     this.clients.delete(client.id);
-    if (tokens > 0 || reason === 'exit') {
-      this.record({
-        type: 'reclaim',
-        pid: client.pid,
-        client: client.key,
-        tokens,
-        reason,
-        out: this.out,
-      });
-    }
+    // Always recorded: an exit or a per-file client's last close ends a client.
+    this.record({
+      type: 'reclaim',
+      pid: client.pid,
+      client: client.key,
+      tokens,
+      reason,
+      out: this.out,
+    });
   }
 
   private newWaiter(
