@@ -99,6 +99,32 @@ describe('signals to steve-job', () => {
     killPid(commandPid);
   });
 
+  it('SIGTERM while steve-job waits for a token: it ends, CMD never runs, the waiter leaves the queue', async () => {
+    const steve = await pool(1);
+    const dir = tempDir();
+    const marker = join(dir, 'ran');
+    const holder = run(
+      process.execPath,
+      [STEVE_JOB_BIN, '--device', steve.jobserverPath, '--', 'sleep', '60'],
+      { env: cleanEnv() },
+    );
+    await waitFor('the holder to take the only token', () => steve.out() === 1);
+    const waiter = run(
+      process.execPath,
+      [STEVE_JOB_BIN, '--device', steve.jobserverPath, '--', 'touch', marker],
+      { env: cleanEnv() },
+    );
+    await waitFor('the second steve-job to wait', () => / waiting 1 /.test(steve.status()));
+    waiter.child.kill('SIGTERM');
+    const ended = await waiter.exited;
+    expect(ended.code === 143 || ended.signal === 'SIGTERM').toBe(true);
+    await waitFor('the waiter to leave the queue', () => / waiting 0 /.test(steve.status()));
+    holder.child.kill('SIGTERM');
+    await holder.exited;
+    await waitFor('every token back', () => steve.out() === 0);
+    expect(existsSync(marker)).toBe(false);
+  });
+
   it('SIGINT and SIGHUP are forwarded too (128+2, 128+1)', async () => {
     const steve = await pool(2);
     for (const [signal, status] of [
