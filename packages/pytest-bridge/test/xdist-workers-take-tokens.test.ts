@@ -28,8 +28,8 @@ afterEach(async () => {
   dir = null;
 });
 
-describe('pytest-xdist -n 6 in a pool of 2', () => {
-  it('never more than 3 tests at once (2 tokens + the shared implicit slot), every token back', async () => {
+describe('pytest-xdist workers and the steve pool', () => {
+  it('-n 6 in a pool of 2: never more than 3 tests at once (2 tokens + the shared implicit slot), every token back', async () => {
     daemon = await startDaemon(2);
     dir = tempDir();
     const stamps = join(dir, 'stamps');
@@ -164,5 +164,28 @@ describe('pytest-xdist -n 6 in a pool of 2', () => {
     }).exited;
     expect(other.code, other.output).toBe(0);
     expect(summaryLine(other.output)).not.toContain('by 3 workers');
+  });
+
+  it("a pool that cannot be opened: the implicit slot only (make's -j1), or a usage error when named by --jobserver", async () => {
+    dir = tempDir();
+    const stamps = join(dir, 'stamps');
+    const suite = writeSleepSuite(dir, stamps, { tests: 6, seconds: 0.2 });
+    const fromEnv = await startPytest(['-n', '3', '-q'], {
+      cwd: suite,
+      env: { MAKEFLAGS: ' --jobserver-auth=fifo:/nonexistent/jobserver' },
+    }).exited;
+    expect(fromEnv.code, fromEnv.output).toBe(0);
+    expect(summaryLine(fromEnv.output)).toContain('with the implicit slot only');
+    expect(summaryLine(fromEnv.output)).toContain(
+      'cannot open the jobserver /nonexistent/jobserver',
+    );
+    expect(maxConcurrency(readFileSync(stamps, 'utf8'))).toBe(1);
+    const named = await startPytest(['-n', '3', '-q', '--jobserver', '/nonexistent/jobserver'], {
+      cwd: suite,
+    }).exited;
+    expect(named.code, named.output).toBe(4); // pytest's usage error
+    expect(named.output).toContain(
+      'cannot open the jobserver /nonexistent/jobserver (from --jobserver)',
+    );
   });
 });
