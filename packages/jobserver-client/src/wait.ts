@@ -25,21 +25,52 @@ export interface Readiness {
   close(): void;
 }
 
+/**
+ * The native watcher is created at the first wait, not when the pool is
+ * opened: libuv's uv_poll_init probes the descriptor with epoll_ctl, which a
+ * FUSE/CUSE jobserver sees as a poll, and steve answers a poll by reserving
+ * a token for the poller (for the reservation TTL) — wasted if nobody waits.
+ */
 class NativeReadiness implements Readiness {
-  readonly strategy = 'native';
-  readonly #watcher: NativeWatcher;
+  readonly #create: () => NativeWatcher;
+  readonly #onReadable: () => void;
+  #watcher: NativeWatcher | null = null;
+  #fallback: BackoffReadiness | null = null;
 
-  constructor(watcher: NativeWatcher) {
-    this.#watcher = watcher;
+  constructor(create: () => NativeWatcher, onReadable: () => void) {
+    this.#create = create;
+    this.#onReadable = onReadable;
+  }
+  get strategy(): WaitStrategy {
+    return this.#fallback === null ? 'native' : 'fallback';
   }
   start(): void {
+    if (this.#fallback !== null) {
+      this.#fallback.start();
+      return;
+    }
+    if (this.#watcher === null) {
+      try {
+        this.#watcher = this.#create();
+      } catch (error) {
+        debug(
+          'the descriptor cannot be polled (%s): using the pure-JS wait',
+          (error as Error).message,
+        );
+        this.#fallback = new BackoffReadiness(this.#onReadable);
+        this.#fallback.start();
+        return;
+      }
+    }
     this.#watcher.start();
   }
   stop(): void {
-    this.#watcher.stop();
+    this.#watcher?.stop();
+    this.#fallback?.stop();
   }
   close(): void {
-    this.#watcher.close();
+    this.#watcher?.close();
+    this.#fallback?.close();
   }
 }
 
@@ -82,19 +113,17 @@ export function watchReadable(
 ): Readiness {
   const native = prefer === 'fallback' ? null : nativeHelper();
   if (native !== null) {
-    try {
-      const watcher = new native.Watcher(fd, (status) => {
-        if (status < 0) debug('uv_poll reported status %d on fd %d; reading anyway', status, fd);
-        onReadable();
-      });
-      debug('fd %d: waiting with the native uv_poll helper', fd);
-      return new NativeReadiness(watcher);
-    } catch (error) {
-      debug('fd %d cannot be polled (%s): using the pure-JS wait', fd, (error as Error).message);
-    }
-  } else {
-    debug('fd %d: waiting with the pure-JS fallback (bounded backoff)', fd);
+    debug('fd %d: waiting with the native uv_poll helper (created at the first wait)', fd);
+    return new NativeReadiness(
+      () =>
+        new native.Watcher(fd, (status) => {
+          if (status < 0) debug('uv_poll reported status %d on fd %d; reading anyway', status, fd);
+          onReadable();
+        }),
+      onReadable,
+    );
   }
+  debug('fd %d: waiting with the pure-JS fallback (bounded backoff)', fd);
   // The fallback's callback: started again by the owner while waiters remain.
   const readiness: BackoffReadiness = new BackoffReadiness(onReadable);
   return readiness;

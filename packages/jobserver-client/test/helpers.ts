@@ -103,6 +103,8 @@ export interface Daemon {
   readonly running: ChildRun;
   /** Tokens out according to the status file. */
   out(): number;
+  /** The status file. */
+  status(): string;
   stop(): Promise<void>;
 }
 
@@ -144,6 +146,7 @@ export async function startDaemon(args: string[]): Promise<Daemon> {
     log,
     running,
     out: () => Number(/ out (\d+) /.exec(status())?.[1] ?? NaN),
+    status,
     stop: async () => {
       await stop(running);
       cleanup();

@@ -60,6 +60,20 @@ describe('against the steve-daemon FUSE front', () => {
     },
   );
 
+  it('opening the pool reserves nothing: the native watcher (whose epoll probe is a poll) starts at the first wait', async () => {
+    const steve = await daemon(2);
+    const jobserver = Jobserver.fromAuth(
+      { kind: 'fifo', path: steve.jobserverPath },
+      { implicitSlot: false, wait: 'native' },
+    );
+    opened.push(jobserver);
+    // A poll is answered before epoll_ctl returns, so a reservation would show now.
+    expect(steve.status()).toMatch(/ out 0 {2}reserved 0 /);
+    const token = await jobserver.acquire();
+    expect(steve.out()).toBe(1);
+    token.release();
+  });
+
   it('a waiting Node client is a poller: the daemon reserves the returned token for it', async () => {
     const steve = await daemon(1);
     const holder = Jobserver.fromAuth(
