@@ -48,7 +48,8 @@ fn stamp(kind: &str) {
     let path = std::env::var("STAMPS").expect("STAMPS");
     let ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
-    writeln!(f, "{} cargo-{} {}", kind, env!("CARGO_PKG_NAME"), ns).unwrap();
+    // One write(2) for the whole line: other jobs append to the same file.
+    f.write_all(format!("{} cargo-{} {}\\n", kind, env!("CARGO_PKG_NAME"), ns).as_bytes()).unwrap();
 }
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
