@@ -97,6 +97,13 @@ if [[ -e $device ]]; then
 	scenario poll "$device"
 	scenario killed-holder "$device"
 	scenario killed-waiter "$device"
+
+	# --- the Node client library ------------------------------------------
+	if out=$(/usr/bin/timeout 60 "$node" "$repo/e2e/cuse-vm/node-client.mjs" "$repo" "$device" $jobs 2>"$results/node-client.stderr"); then :; else
+		out+=$'\n'"FAIL node-client-finished: exit $?; stderr: $(/usr/bin/tail -c 300 "$results/node-client.stderr" | /usr/bin/tr '\n' ' ')"
+	fi
+	printf '%s\n' "$out" | /usr/bin/grep -E '^(PASS|FAIL) ' | /usr/bin/tee -a "$checks"
+
 	scenario pool-whole "$device" $jobs
 else
 	record FAIL device-checks "skipped: $device does not exist"
