@@ -60,6 +60,24 @@ describe('steve-daemon command line', () => {
     expect(stat.gid).toBe(100);
   });
 
+  it('--metrics-listen serves Prometheus text on loopback, and only there', async () => {
+    expect(
+      runDaemonOnce(['--metrics-listen', '0.0.0.0:9512', '--fuse', '/nonexistent/m']),
+    ).toMatchObject({
+      status: 2,
+      stderr: expect.stringContaining('--metrics-listen serves loopback only'),
+    });
+    const port = 20_000 + (process.pid % 20_000);
+    const daemon = await startDaemon(['-j', '3', '--metrics-listen', `127.0.0.1:${port}`]);
+    daemons.push(daemon);
+    const response = await fetch(`http://127.0.0.1:${port}/metrics`);
+    expect(response.status).toBe(200);
+    const text = await response.text();
+    expect(text).toContain('# TYPE steve_jobs gauge\nsteve_jobs 3\n');
+    expect(text).toContain('steve_tokens_out 0\n');
+    expect((await fetch(`http://127.0.0.1:${port}/`)).status).toBe(404);
+  });
+
   it('refuses a second daemon on the same mount', async () => {
     const first = await startDaemon(['-j', '2']);
     daemons.push(first);
