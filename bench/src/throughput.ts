@@ -20,22 +20,32 @@ export function measureCoreThroughput(
   jobs = 64,
 ): ThroughputResult {
   const scheduler = new Scheduler({ config: { jobs }, records: true });
-  let requestId = 1;
+  // A request id carries its pid (id = n × 2^16 + pid): no lookup table in
+  // the harness, whose own cost would otherwise grow with the clients.
+  const PID_SPACE = 65_536;
+  let next = 1;
   let nowMs = 0;
   const holders: number[] = [];
-  const pidOf = new Map<number, number>();
-  const read = (pid: number): void => {
-    const id = requestId++;
-    pidOf.set(id, pid);
-    for (const effect of scheduler.handle(
-      { type: 'read', requestId: id, fileId: 1, pid, blocking: true, sizeBytes: 1 },
-      nowMs,
-    )) {
-      if (effect.type === 'reply' && effect.reply.kind === 'token') {
-        holders.push(pidOf.get(effect.requestId) as number);
-        pidOf.delete(effect.requestId);
-      }
+  const collect = (effects: ReturnType<Scheduler['handle']>): void => {
+    for (const effect of effects) {
+      if (effect.type === 'reply' && effect.reply.kind === 'token')
+        holders.push(effect.requestId % PID_SPACE);
     }
+  };
+  const read = (pid: number): void => {
+    collect(
+      scheduler.handle(
+        {
+          type: 'read',
+          requestId: next++ * PID_SPACE + pid,
+          fileId: 1,
+          pid,
+          blocking: true,
+          sizeBytes: 1,
+        },
+        nowMs,
+      ),
+    );
   };
   for (let pid = 1; pid <= clients; pid++) read(pid);
 
@@ -43,17 +53,12 @@ export function measureCoreThroughput(
     for (let i = 0; i < count; i += 2) {
       nowMs += 0.01;
       const pid = holders.shift() as number;
-      const id = requestId++;
-      pidOf.set(id, pid);
-      for (const effect of scheduler.handle(
-        { type: 'write', requestId: id, fileId: 1, pid, sizeBytes: 1 },
-        nowMs,
-      )) {
-        if (effect.type === 'reply' && effect.reply.kind === 'token') {
-          holders.push(pidOf.get(effect.requestId) as number);
-          pidOf.delete(effect.requestId);
-        }
-      }
+      collect(
+        scheduler.handle(
+          { type: 'write', requestId: next++ * PID_SPACE + pid, fileId: 1, pid, sizeBytes: 1 },
+          nowMs,
+        ),
+      );
       read(pid);
     }
   };

@@ -50,20 +50,6 @@ export class IndexedHeap<T extends HeapItem> {
     this.siftDown(last.heapIndex);
   }
 
-  /** Rebuild after the ordering itself changed (e.g. another fairness policy). */
-  reorder(before: (a: T, b: T) => boolean): IndexedHeap<T> {
-    const heap = new IndexedHeap<T>(before);
-    for (const item of this.items) {
-      item.heapIndex = -1;
-      heap.upsert(item);
-    }
-    return heap;
-  }
-
-  values(): readonly T[] {
-    return this.items;
-  }
-
   private siftUp(index: number): void {
     const items = this.items;
     const item = items[index] as T;

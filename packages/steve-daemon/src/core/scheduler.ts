@@ -11,7 +11,7 @@
 
 import { InvalidArgumentError, TOKEN_BYTE } from '@steve/protocol';
 import { defaultConfig, validateConfigChanges } from './config.js';
-import { type HeapItem, IndexedHeap } from './heap.js';
+import { ClientQueue, type QueueKey, type QueueSlot } from './client-queue.js';
 import type {
   FileId,
   HolderInfo,
@@ -48,13 +48,19 @@ interface Waiter {
   pollHandleId: PollHandleId;
   readonly arrivedMs: number;
   readonly grantsAtArrival: number;
+  /** Links in its client's list of waiters, oldest first. */
+  prev: Waiter | null;
+  next: Waiter | null;
+  queued: boolean;
 }
 
 interface Reservation {
   readonly expiresAtMs: number;
 }
 
-interface Client extends HeapItem {
+interface Client {
+  /** Its place in the queue while it waits and may take a token. */
+  queueSlot: QueueSlot | null;
   /** The key in `clients`. */
   readonly id: number;
   /** `pid:N`, or `file:N` for a caller outside our pid namespace (pid 0). */
@@ -67,11 +73,12 @@ interface Client extends HeapItem {
   unownedByteDropped: boolean;
   reservation: Reservation | null;
   /** Waiting reads and polls, in arrival order. */
-  readonly waiters: Set<Waiter>;
-  /** The oldest waiter (first of `waiters`), cached: the queue compares it often. */
+  /** Waiting reads and polls, oldest first (a linked list through the waiters). */
   head: Waiter | null;
-  /** Poll waiters by file (one per file per client). */
-  readonly pollWaiters: Map<FileId, Waiter>;
+  tail: Waiter | null;
+  waiterCount: number;
+  /** Poll waiters by file (one per file per client); created on the first poll. */
+  pollWaiters: Map<FileId, Waiter> | null;
 }
 
 export interface SchedulerOptions {
@@ -93,7 +100,7 @@ export class Scheduler {
   private readonly pollWaitersByFile = new Map<FileId, Set<Waiter>>();
   /** Clients holding a reservation (at most `jobs` of them). */
   private readonly reservedClients = new Set<Client>();
-  private queue: IndexedHeap<Client>;
+  private queue: ClientQueue<Client>;
 
   private held = 0;
   private reservations = 0;
@@ -118,7 +125,7 @@ export class Scheduler {
     if (problem !== null) throw new InvalidArgumentError(problem);
     this.config = { ...base, ...changes };
     this.emitRecords = options.records ?? true;
-    this.queue = new IndexedHeap<Client>(this.orderFor(this.config));
+    this.queue = this.newQueue(this.config);
   }
 
   /** Apply one event at time `nowMs`; returns what the adapters must do. */
@@ -190,7 +197,7 @@ export class Scheduler {
           firstSeenMs: client.firstSeenMs,
         });
       }
-      for (const waiter of client.waiters) {
+      for (let waiter = client.head; waiter !== null; waiter = waiter.next) {
         waiters.push({
           client: client.key,
           pid: client.pid,
@@ -235,7 +242,7 @@ export class Scheduler {
       this.giveToken(client, requestId, true);
       return;
     }
-    if (client.waiters.size === 0 && this.canGrantNow(client)) {
+    if (client.waiterCount === 0 && this.canGrantNow(client)) {
       this.giveToken(client, requestId, false);
       return;
     }
@@ -291,14 +298,14 @@ export class Scheduler {
   ): void {
     const client = this.clientFor(pid, fileId);
     let readable = client.reservation !== null;
-    if (!readable && client.waiters.size === 0 && this.canGrantNow(client)) {
+    if (!readable && client.waiterCount === 0 && this.canGrantNow(client)) {
       this.reserve(client);
       readable = true;
     }
     if (readable) {
       if (pollHandleId !== null) this.effects.push({ type: 'drop-poll-handle', pollHandleId });
     } else if (pollHandleId !== null) {
-      const existing = client.pollWaiters.get(fileId);
+      const existing = client.pollWaiters?.get(fileId);
       if (existing) {
         // Keep its place in the queue; only the handle to notify changes.
         if (existing.pollHandleId !== pollHandleId) {
@@ -307,7 +314,7 @@ export class Scheduler {
         }
       } else {
         const waiter = this.newWaiter('poll', client, fileId, -1, pollHandleId);
-        client.pollWaiters.set(fileId, waiter);
+        (client.pollWaiters ??= new Map()).set(fileId, waiter);
         this.enqueue(waiter);
       }
     }
@@ -346,7 +353,8 @@ export class Scheduler {
     const before = this.config;
     this.config = { ...this.config, ...changes };
     if (before.fairness !== this.config.fairness) {
-      this.queue = this.queue.reorder(this.orderFor(this.config));
+      this.queue = this.newQueue(this.config);
+      for (const client of this.clients.values()) this.refreshQueuePosition(client);
     }
     if (before.perProcessLimit !== this.config.perProcessLimit) {
       for (const client of this.clients.values()) this.refreshQueuePosition(client);
@@ -383,7 +391,7 @@ export class Scheduler {
       const client = this.queue.peek();
       if (!client) return;
       let readWaiter: Waiter | undefined;
-      for (const waiter of client.waiters) {
+      for (let waiter = client.head; waiter !== null; waiter = waiter.next) {
         if (waiter.kind === 'read') {
           readWaiter = waiter;
           break;
@@ -428,7 +436,7 @@ export class Scheduler {
     this.reservedClients.add(client);
     this.grants += 1;
     this.lastGrantAtMs = this.now;
-    for (const waiter of client.pollWaiters.values()) {
+    for (const waiter of client.pollWaiters?.values() ?? []) {
       this.removeWaiter(waiter);
       this.effects.push({ type: 'notify-poll', pollHandleId: waiter.pollHandleId });
     }
@@ -573,10 +581,11 @@ export class Scheduler {
         everAcquired: false,
         unownedByteDropped: false,
         reservation: null,
-        waiters: new Set(),
+        queueSlot: null,
         head: null,
-        pollWaiters: new Map(),
-        heapIndex: -1,
+        tail: null,
+        waiterCount: 0,
+        pollWaiters: null,
       };
       this.clients.set(id, client);
       if (pid > 0) this.effects.push({ type: 'watch', pid });
@@ -590,7 +599,9 @@ export class Scheduler {
     this.held -= client.held;
     client.held = 0;
     this.dropReservation(client);
-    for (const waiter of [...client.waiters]) {
+    const waiting: Waiter[] = [];
+    for (let waiter = client.head; waiter !== null; waiter = waiter.next) waiting.push(waiter);
+    for (const waiter of waiting) {
       this.removeWaiter(waiter);
       if (waiter.kind === 'read') this.reply(waiter.requestId, { kind: 'error', errno: 'EINTR' });
       else this.effects.push({ type: 'drop-poll-handle', pollHandleId: waiter.pollHandleId });
@@ -625,12 +636,21 @@ export class Scheduler {
       pollHandleId,
       arrivedMs: this.now,
       grantsAtArrival: this.grants,
+      prev: null,
+      next: null,
+      queued: false,
     };
   }
 
   private enqueue(waiter: Waiter): void {
-    waiter.client.waiters.add(waiter);
-    waiter.client.head ??= waiter;
+    const client = waiter.client;
+    waiter.prev = client.tail;
+    waiter.next = null;
+    if (client.tail === null) client.head = waiter;
+    else client.tail.next = waiter;
+    client.tail = waiter;
+    client.waiterCount += 1;
+    waiter.queued = true;
     this.waiting += 1;
     if (waiter.kind === 'poll') {
       let onFile = this.pollWaitersByFile.get(waiter.fileId);
@@ -645,16 +665,20 @@ export class Scheduler {
 
   private removeWaiter(waiter: Waiter): void {
     const client = waiter.client;
-    if (!client.waiters.delete(waiter)) return;
-    if (client.head === waiter) {
-      client.head =
-        client.waiters.size === 0 ? null : (client.waiters.values().next().value as Waiter);
-    }
+    if (!waiter.queued) return;
+    waiter.queued = false;
+    if (waiter.prev === null) client.head = waiter.next;
+    else waiter.prev.next = waiter.next;
+    if (waiter.next === null) client.tail = waiter.prev;
+    else waiter.next.prev = waiter.prev;
+    waiter.prev = null;
+    waiter.next = null;
+    client.waiterCount -= 1;
     this.waiting -= 1;
     if (waiter.kind === 'read') {
       this.readWaiters.delete(waiter.requestId);
     } else {
-      client.pollWaiters.delete(waiter.fileId);
+      client.pollWaiters?.delete(waiter.fileId);
       const onFile = this.pollWaitersByFile.get(waiter.fileId);
       onFile?.delete(waiter);
       if (onFile?.size === 0) this.pollWaitersByFile.delete(waiter.fileId);
@@ -664,25 +688,28 @@ export class Scheduler {
 
   /** A client is in the queue while it waits and may take a token. */
   private refreshQueuePosition(client: Client): void {
-    if (client.waiters.size > 0 && client.reservation === null && !this.atProcessLimit(client)) {
-      this.queue.upsert(client);
+    if (client.waiterCount > 0 && client.reservation === null && !this.atProcessLimit(client)) {
+      this.queue.set(client, this.queueKey(client));
     } else {
       this.queue.remove(client);
     }
   }
 
-  private orderFor(config: SchedulerConfig): (a: Client, b: Client) => boolean {
-    const headOf = (client: Client): Waiter => client.head as Waiter;
-    if (config.fairness === 'fifo') {
-      return (a, b) => headOf(a).seq < headOf(b).seq;
-    }
-    return (a, b) => {
-      const headA = headOf(a);
-      const headB = headOf(b);
-      const rankA = a.held * AGING_GRANTS_PER_HELD_TOKEN + headA.grantsAtArrival;
-      const rankB = b.held * AGING_GRANTS_PER_HELD_TOKEN + headB.grantsAtArrival;
-      return rankA !== rankB ? rankA < rankB : headA.seq < headB.seq;
-    };
+  /** A queue ordered by `fairness` (see AGING_GRANTS_PER_HELD_TOKEN and client-queue.ts). */
+  private newQueue(config: SchedulerConfig): ClientQueue<Client> {
+    return config.fairness === 'fifo'
+      ? new ClientQueue<Client>((_bucket, primary) => primary)
+      : new ClientQueue<Client>(
+          (bucket, primary) => bucket * AGING_GRANTS_PER_HELD_TOKEN + primary,
+        );
+  }
+
+  /** Where a waiting client stands: by its head waiter (and, least-held, its tokens). */
+  private queueKey(client: Client): QueueKey {
+    const head = client.head as Waiter;
+    return this.config.fairness === 'fifo'
+      ? { bucket: 0, primary: head.seq, seq: head.seq }
+      : { bucket: client.held, primary: head.grantsAtArrival, seq: head.seq };
   }
 
   // ---- effects -------------------------------------------------------------
