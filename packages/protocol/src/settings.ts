@@ -47,6 +47,9 @@ export function isSettingName(name: string): name is SettingName {
   return (SETTING_NAMES as readonly string[]).includes(name);
 }
 
+/** The longest delay a Node timer can wait. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 function isPositiveInteger(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 1;
 }
@@ -78,8 +81,9 @@ export function validateSettings(changes: Readonly<Record<string, unknown>>): st
         break;
       case 'reservationTtlMs':
       case 'limitRecheckMs':
-        if (!isPositiveInteger(value)) {
-          return `${key} must be a whole number of milliseconds >= 1, got ${String(value)}`;
+        // Node's timers take at most 2^31 - 1 ms (about 24.8 days).
+        if (!isPositiveInteger(value) || value > MAX_TIMER_MS) {
+          return `${key} must be a whole number of milliseconds from 1 to ${MAX_TIMER_MS}, got ${String(value)}`;
         }
         break;
       case 'maxLoadAverage':

@@ -30,6 +30,8 @@ import { basename } from 'node:path';
 import { CommandStartError, Jobserver, type RunStyle, runWithToken } from '@steve/jobserver-client';
 import { ControlClient, ControlClientError, controlSocketPath } from '../control/client.js';
 
+const SUBCOMMANDS = ['status', 'top', 'get', 'set', 'events', 'metrics', 'help'];
+
 /** Names a user may type for each setting (steve's flag names and ours). */
 const SETTING_ALIASES: Readonly<Record<string, SettingName>> = {
   jobs: 'jobs',
@@ -246,17 +248,33 @@ export async function stevie(
 ): Promise<number> {
   const args = [...argv];
   let control: string | undefined;
-  const controlAt = args.findIndex((a) => a === '--control' || a.startsWith('--control='));
-  if (controlAt >= 0) {
-    const arg = args[controlAt] as string;
+  const takeControl = (at: number): void => {
+    const arg = args[at] as string;
     if (arg.includes('=')) {
       control = arg.slice(arg.indexOf('=') + 1);
-      args.splice(controlAt, 1);
+      args.splice(at, 1);
     } else {
-      control = args[controlAt + 1];
+      control = args[at + 1];
       if (control === undefined) throw new StevieUsageError('--control needs a PATH');
-      args.splice(controlAt, 2);
+      args.splice(at, 2);
     }
+  };
+  const isControl = (arg: string | undefined): boolean =>
+    arg === '--control' || (arg?.startsWith('--control=') ?? false);
+  if (isControl(args[0])) takeControl(0);
+  const first = args[0];
+  const runsACommand =
+    first === '--' ||
+    first === '--style' ||
+    (first !== undefined && !first.startsWith('-') && !SUBCOMMANDS.includes(first));
+  if (runsACommand) {
+    // Only stevie's own prefix (`--style S`) may still hold --control: the
+    // rest are the command's words.
+    const at = first === '--style' && isControl(args[2]) ? 2 : -1;
+    if (at >= 0) takeControl(at);
+  } else {
+    const at = args.findIndex(isControl);
+    if (at >= 0) takeControl(at);
   }
   const path = controlSocketPath(control);
   const command = args[0];

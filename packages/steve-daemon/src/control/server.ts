@@ -20,8 +20,10 @@ import {
 import type { PoolServer } from '../daemon/pool-server.js';
 import { PoolCounters, prometheusText } from './metrics.js';
 
-/** A subscriber whose unread output passes this is dropped (it cannot keep up). */
+/** A client whose unread output passes this is dropped (it does not read its replies or events). */
 const MAX_SUBSCRIBER_BACKLOG_BYTES = 1024 * 1024;
+/** A connection that sends nothing for this long, and is not subscribed, is closed. */
+const IDLE_TIMEOUT_MS = 60_000;
 
 export interface ControlServerOptions {
   readonly path: string;
@@ -249,6 +251,11 @@ export async function startControlServer(options: ControlServerOptions): Promise
           }
         }
         if (!socket.destroyed) socket.write(controlLine(reply));
+        if (socket.writableLength > MAX_SUBSCRIBER_BACKLOG_BYTES) {
+          // It asks and never reads: its replies would pile up in our memory.
+          socket.destroy();
+          return;
+        }
         if (!parsed.ok && parsed.error.code === 'line-too-long') {
           socket.end();
           return;
@@ -267,6 +274,9 @@ export async function startControlServer(options: ControlServerOptions): Promise
         buffered = '';
         socket.destroy();
       }
+    });
+    socket.setTimeout(IDLE_TIMEOUT_MS, () => {
+      if (!subscribers.has(socket)) socket.destroy();
     });
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {

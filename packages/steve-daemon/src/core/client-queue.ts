@@ -39,6 +39,8 @@ export interface Queueable {
 
 interface Entry<T> extends HeapItem, QueueKey, QueueSlot {
   readonly item: T;
+  /** The queue this entry belongs to (a slot left from another queue is ignored). */
+  readonly owner: object;
   dead: boolean;
 }
 
@@ -94,12 +96,12 @@ export class ClientQueue<T extends Queueable> {
   }
 
   has(item: T): boolean {
-    return item.queueSlot !== null;
+    return this.slotOf(item) !== null;
   }
 
   /** Put `item` in the queue under `key` (moving it if it is there under another key). */
   set(item: T, key: QueueKey): void {
-    const current = item.queueSlot as Entry<T> | null;
+    const current = this.slotOf(item);
     if (
       current &&
       current.bucket === key.bucket &&
@@ -114,6 +116,7 @@ export class ClientQueue<T extends Queueable> {
       primary: key.primary,
       seq: key.seq,
       queueKey: key,
+      owner: this,
       dead: false,
       heapIndex: -1,
     };
@@ -128,7 +131,7 @@ export class ClientQueue<T extends Queueable> {
   }
 
   remove(item: T): void {
-    const entry = item.queueSlot as Entry<T> | null;
+    const entry = this.slotOf(item);
     if (entry) this.kill(entry);
   }
 
@@ -153,6 +156,12 @@ export class ClientQueue<T extends Queueable> {
       }
     }
     return best?.item;
+  }
+
+  /** The item's entry in this queue, if it has one here. */
+  private slotOf(item: T): Entry<T> | null {
+    const slot = item.queueSlot as Entry<T> | null;
+    return slot !== null && slot.owner === this && !slot.dead ? slot : null;
   }
 
   private kill(entry: Entry<T>): void {

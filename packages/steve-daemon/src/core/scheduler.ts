@@ -354,7 +354,10 @@ export class Scheduler {
     this.config = { ...this.config, ...changes };
     if (before.fairness !== this.config.fairness) {
       this.queue = this.newQueue(this.config);
-      for (const client of this.clients.values()) this.refreshQueuePosition(client);
+      for (const client of this.clients.values()) {
+        client.queueSlot = null; // its slot was in the old queue
+        this.refreshQueuePosition(client);
+      }
     }
     if (before.perProcessLimit !== this.config.perProcessLimit) {
       for (const client of this.clients.values()) this.refreshQueuePosition(client);
@@ -368,6 +371,9 @@ export class Scheduler {
   }
 
   private onTick(): void {
+    // The timer that brought us here is spent (it may even have fired a
+    // little early): always tell the adapter what to arm next.
+    this.timerAtMs = Number.NaN;
     for (const client of [...this.reservedClients]) {
       if (client.reservation !== null && client.reservation.expiresAtMs <= this.now) {
         this.dropReservation(client);

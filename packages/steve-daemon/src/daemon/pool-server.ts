@@ -124,6 +124,8 @@ export class PoolServer {
   private readonly pollHandles = new Map<number, RequestRoute>();
   private readonly watches = new Map<number, { close(): void }>();
   private readonly commands = new Map<number, string>();
+  /** Processes whose watch failed (EMFILE…): tried again on their next request. */
+  private readonly unwatched = new Set<number>();
   private readonly clientLabels = new Map<string, string>();
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -142,6 +144,15 @@ export class PoolServer {
   /** Apply one event now and carry out its effects. */
   event(event: SchedulerEvent): void {
     if (this.stopped) return;
+    if (
+      this.unwatched.size > 0 &&
+      'pid' in event &&
+      event.type !== 'exit' &&
+      this.unwatched.has(event.pid)
+    ) {
+      this.unwatched.delete(event.pid);
+      this.watch(event.pid);
+    }
     let effects: SchedulerEffect[];
     try {
       effects = this.scheduler.handle(event, this.services.now());
@@ -290,8 +301,10 @@ export class PoolServer {
       watch = this.services.watchPid(pid, exited);
     } catch (error) {
       this.services.log(
-        `steve-daemon: cannot watch pid ${pid} (${(error as Error).message}); its tokens come back only when it writes them`,
+        `steve-daemon: cannot watch pid ${pid} (${(error as Error).message}); trying again at its next request`,
       );
+      this.commands.delete(pid);
+      this.unwatched.add(pid);
       return;
     }
     if (watch === null) {
@@ -309,7 +322,10 @@ export class PoolServer {
     const delayMs = Math.max(0, atMs - this.services.now());
     this.timer = setTimeout(() => {
       this.timer = null;
-      this.event({ type: 'tick' });
+      // libuv's clock is whole milliseconds: a timer can fire a little before
+      // its time by ours. Wait out the rest rather than tick too early.
+      if (this.services.now() < atMs) this.setTimer(atMs);
+      else this.event({ type: 'tick' });
     }, Math.ceil(delayMs));
   }
 }

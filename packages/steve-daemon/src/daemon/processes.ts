@@ -26,14 +26,20 @@ export class ThreadGroups {
     const status = this.readStatus(tid);
     const match = status === null ? null : /^Tgid:\s+(\d+)$/m.exec(status);
     const tgid = match ? Number(match[1]) : tid;
-    if (this.cache.size >= this.maxEntries) this.cache.clear();
-    this.cache.set(tid, tgid);
+    // Only a process's main thread is remembered: it lives as long as the
+    // process (forgotten at its exit). Another thread may end and its id be
+    // reused by a new process before its own process exits, so those ids are
+    // looked up again on every request.
+    if (tgid === tid) {
+      if (this.cache.size >= this.maxEntries) this.cache.clear();
+      this.cache.set(tid, tgid);
+    }
     return tgid;
   }
 
   /** Forget the threads of a process that exited (their ids may be reused). */
   forgetProcess(pid: number): void {
-    for (const [tid, tgid] of this.cache) if (tgid === pid) this.cache.delete(tid);
+    this.cache.delete(pid); // only main threads are cached
   }
 }
 

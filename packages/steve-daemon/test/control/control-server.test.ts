@@ -298,3 +298,20 @@ describe('control socket', () => {
     );
   });
 });
+
+describe('control socket memory', () => {
+  it('drops a client that sends requests and never reads the replies', async () => {
+    const socket = createConnection(socketPath);
+    socket.on('error', () => {});
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.pause(); // never read
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    const line = '{"type":"metrics"}\n'.repeat(500);
+    for (let i = 0; i < 40 && !socket.destroyed; i++) socket.write(line);
+    await closed;
+    // The daemon still serves everyone else.
+    const client = await ControlClient.connect(socketPath);
+    expect(await client.request({ type: 'get', setting: 'jobs' })).toEqual({ jobs: 4 });
+    client.close();
+  });
+});

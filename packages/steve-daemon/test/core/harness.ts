@@ -118,7 +118,13 @@ export class Harness {
 
   advance(ms: number): void {
     this.nowMs += ms;
-    if (this.timerAtMs !== null && this.timerAtMs <= this.nowMs) this.send({ type: 'tick' });
+    if (this.timerAtMs !== null && this.timerAtMs <= this.nowMs) this.tick();
+  }
+
+  /** The timer fires (like an adapter, the harness forgets it: the core must arm the next). */
+  tick(): void {
+    this.timerAtMs = null;
+    this.send({ type: 'tick' });
   }
 
   reply(requestId: number): Reply | undefined {

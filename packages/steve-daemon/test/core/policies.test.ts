@@ -353,3 +353,32 @@ describe('memory settling', () => {
     expect(h.gotToken(fifth)).toBe(true);
   });
 });
+
+describe('found in review', () => {
+  it('switching fairness keeps every waiter in the (new) queue', () => {
+    const h = new Harness({ jobs: 1 });
+    h.take(1);
+    const first = h.read(2);
+    const second = h.read(3);
+    h.send({ type: 'configure', changes: { fairness: 'fifo' } });
+    h.write(1);
+    expect(h.gotToken(first)).toBe(true);
+    h.send({ type: 'configure', changes: { fairness: 'least-held' } });
+    h.write(2);
+    expect(h.gotToken(second)).toBe(true);
+    h.write(3);
+    // The queue is empty again: a non-blocking read gets the free token.
+    expect(h.gotToken(h.read(4, { blocking: false }))).toBe(true);
+  });
+
+  it('a tick that comes a little early re-arms the timer: the reservation still expires', () => {
+    const h = new Harness({ jobs: 1, reservationTtlMs: 500 });
+    h.poll(1, 11); // reserved for pid 1 until 500
+    const blocked = h.read(2);
+    h.nowMs = 499.6;
+    h.tick(); // early: nothing expires yet
+    expect(h.timerAtMs).toBe(500);
+    h.advance(0.4);
+    expect(h.gotToken(blocked)).toBe(true);
+  });
+});
