@@ -36,10 +36,37 @@ function onExit(): void {
   cleanupAll();
 }
 
+/** The emitter signal-exit v4 keeps on `globalThis`, and v3 on `process`. */
+const SIGNAL_EXIT_V4 = Symbol.for('signal-exit emitter');
+interface SignalExitEmitter {
+  count?: unknown;
+}
+
+/**
+ * How many of a signal's listeners belong to signal-exit: one per loaded
+ * signal-exit instance of each major version, the `count` its shared emitter
+ * keeps (the number its own listeners compare against).
+ */
+function signalExitListenerCount(): number {
+  const emitters = [
+    (globalThis as Record<symbol, unknown>)[SIGNAL_EXIT_V4],
+    (process as unknown as { __signal_exit_emitter__?: unknown }).__signal_exit_emitter__,
+  ];
+  let count = 0;
+  for (const emitter of emitters) {
+    if (typeof emitter !== 'object' || emitter === null) continue;
+    const value = (emitter as SignalExitEmitter).count;
+    if (typeof value === 'number' && Number.isSafeInteger(value) && value > 0) count += value;
+  }
+  return count;
+}
+
 function onSignal(signal: FatalSignal): void {
   // Other listeners (the application's, runWithToken's forwarding) decide
-  // what this signal means; we only act when ours is the only one.
-  if (process.listenerCount(signal) > 1) return;
+  // what this signal means; we only act when ours is the only one, not
+  // counting signal-exit's (which only act when they are the only ones).
+  const owners = process.listenerCount(signal) - 1 - signalExitListenerCount();
+  if (owners > 0) return;
   debug('%s with no other listener: returning tokens, then raising it again', signal);
   cleanupAll();
   uninstall();

@@ -2,14 +2,48 @@
 // SIGINT/SIGTERM/SIGHUP (then the signal's default action still happens),
 // and not behind the back of an application that handles the signal itself.
 // runWithToken in its own process: statuses, 128+signal, signal forwarding.
-import { closeSync, constants, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  openSync,
+  readFileSync,
+  readSync,
+  readdirSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FIXTURES, type ChildRun, mkfifo, run, stop, tempDir, waitFor } from './helpers.js';
+import { FIXTURES, REPO, type ChildRun, mkfifo, run, stop, tempDir, waitFor } from './helpers.js';
 
 const CLIENT = join(FIXTURES, 'client.mjs');
 const RUN = join(FIXTURES, 'run.mjs');
 const PEER = join(FIXTURES, 'peer.mjs');
+const SIGNAL_EXIT_CLIENT = join(FIXTURES, 'signal-exit-client.mjs');
+
+/**
+ * signal-exit 4's ESM entry in the workspace's node_modules (a dependency of
+ * vitest's tooling, not of this package): pnpm's hoisted copy, else any
+ * signal-exit@4 in the store.
+ */
+function signalExitModule(): string {
+  const store = join(REPO, 'node_modules', '.pnpm');
+  const candidates = [join(store, 'node_modules', 'signal-exit')];
+  if (existsSync(store)) {
+    for (const entry of readdirSync(store).filter((e) => e.startsWith('signal-exit@4'))) {
+      candidates.push(join(store, entry, 'node_modules', 'signal-exit'));
+    }
+  }
+  for (const dir of candidates) {
+    const entry = join(dir, 'dist', 'mjs', 'index.js');
+    if (!existsSync(entry)) continue;
+    const { version } = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    if (version.startsWith('4.')) return entry;
+  }
+  throw new Error(`signal-exit 4 not found under ${store}`);
+}
 
 const children: ChildRun[] = [];
 const rawFds: number[] = [];
@@ -79,6 +113,26 @@ describe('a Node client process holding tokens', () => {
     expect(child.stdout).toContain('handled');
     expect(count()).toBe(2);
   });
+
+  it.each(['before', 'after'] as const)(
+    'with signal-exit loaded (its onExit registered %s the first token), SIGINT still returns them and kills',
+    async (order) => {
+      const { path, count } = pool('+++');
+      const child = start([SIGNAL_EXIT_CLIENT, signalExitModule(), '3', order], path);
+      await waitFor('the client to hold its tokens', () => child.stdout.includes('held 3'));
+      expect(count()).toBe(1);
+      child.child.kill('SIGINT');
+      // Before the fix each side left the signal to the other: it was swallowed.
+      const exited = await Promise.race([
+        child.exited,
+        new Promise<'alive'>((r) => setTimeout(() => r('alive'), 5_000).unref()),
+      ]);
+      expect(exited).toEqual({ code: null, signal: 'SIGINT' });
+      expect(count()).toBe(3);
+      // signal-exit still did its job: its callback ran, told of the signal.
+      expect(child.stdout).toContain('signal-exit callback null SIGINT');
+    },
+  );
 
   it('the pure-JS fallback returns them too', async () => {
     const { path, count } = pool('++');
