@@ -24,10 +24,13 @@ export { Token } from './token.js';
 export { JobserverClosedError, JobserverGoneError, CommandStartError } from './errors.js';
 export {
   runWithToken,
+  runWithTokenResult,
+  terminalSignalsReachChild,
   chooseChildStyle,
   gnuMakeVersion,
   resolveCommand,
   type RunStyle,
   type RunWithTokenOptions,
+  type RunWithTokenResult,
 } from './run-with-token.js';
 export { type WaitStrategy, FALLBACK_MAX_DELAY_MS } from './wait.js';

@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { basename, delimiter, isAbsolute, join, resolve } from 'node:path';
 import { constants as osConstants } from 'node:os';
+import { isatty } from 'node:tty';
 import { InvalidArgumentError, NoJobserverError } from '@steve/protocol';
 import { CommandStartError } from './errors.js';
 import { type ChildStyle, Jobserver, type StdioEntry } from './jobserver.js';
@@ -33,7 +34,28 @@ export interface RunWithTokenOptions {
   readonly signal?: AbortSignal;
 }
 
-const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+/** How a command ended: its status as a shell reports it, and the signal that killed it. */
+export interface RunWithTokenResult {
+  /** The exit status, or 128 + the signal number when a signal killed the command. */
+  readonly status: number;
+  /** The signal that killed the command, or null when it exited. */
+  readonly signal: NodeJS.Signals | null;
+}
+
+/** Signals the wrapper listens for while the command runs (so it outlives them and returns its tokens). */
+const HANDLED_SIGNALS = ['SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGHUP'] as const;
+/** Of those, the ones a terminal sends to the whole foreground process group. */
+const TERMINAL_SIGNALS: ReadonlySet<string> = new Set(['SIGINT', 'SIGQUIT']);
+
+/**
+ * Whether a SIGINT/SIGQUIT this process receives is likely from its terminal
+ * (Ctrl-C, Ctrl-\), which sends it to the whole foreground process group:
+ * the command has it already and forwarding would deliver it twice. True
+ * when stdin or stderr is a TTY.
+ */
+export function terminalSignalsReachChild(): boolean {
+  return isatty(0) || isatty(2);
+}
 
 /** The absolute path `command` resolves to through `PATH`, or `null`. */
 export function resolveCommand(
@@ -101,10 +123,19 @@ export function chooseChildStyle(
  * them (waiting as long as it takes, or until `signal` aborts), spawn the
  * command with stdio inherited and MAKEFLAGS pointing at the pool (auth
  * set, `-jN` removed, other flags kept: `makeflagsForChild`), forward
- * SIGINT/SIGTERM/SIGHUP to it, and release the tokens when it ends.
+ * signals to it, and release the tokens when it ends.
+ *
+ * Signals, while the command runs: SIGTERM and SIGHUP are forwarded to it.
+ * SIGINT and SIGQUIT are forwarded only when neither our stdin nor our
+ * stderr is a TTY; with a TTY they most likely come from the terminal
+ * (Ctrl-C, Ctrl-\), which signals the whole foreground process group, so
+ * the command got them already and forwarding would deliver them twice
+ * (`kill -INT` aimed at this process alone is then not passed on: send
+ * SIGTERM). Either way this process survives them until the command ends.
  *
  * Resolves with the command's exit status, 128 + the signal number when a
- * signal killed it (as a shell reports it).
+ * signal killed it (as a shell reports it); {@link runWithTokenResult}
+ * also tells which signal.
  *
  * @example
  * // stevie -- make -C src: one token from the inherited pool or the daemon
@@ -122,6 +153,25 @@ export async function runWithToken(
   args: readonly string[] = [],
   options: RunWithTokenOptions = {},
 ): Promise<number> {
+  return (await runWithTokenResult(command, args, options)).status;
+}
+
+/**
+ * {@link runWithToken}, resolving with the status and the signal that
+ * killed the command (null when it exited). A wrapper that should end the
+ * way its command did (so that a shell loop around it stops on Ctrl-C)
+ * re-raises that signal once it has cleaned up.
+ *
+ * @example
+ * const { status, signal } = await runWithTokenResult('make', []);
+ * if (signal !== null) process.kill(process.pid, signal); // after cleanup
+ * process.exitCode = status;
+ */
+export async function runWithTokenResult(
+  command: string,
+  args: readonly string[] = [],
+  options: RunWithTokenOptions = {},
+): Promise<RunWithTokenResult> {
   const count = options.tokens ?? 1;
   if (!Number.isSafeInteger(count) || count < 1) {
     throw new InvalidArgumentError(`tokens must be a positive integer, got ${count}`);
@@ -153,11 +203,16 @@ function spawnAndWait(
   cwd: string,
   spawnOptions: { env: NodeJS.ProcessEnv; stdio: StdioEntry[] },
   signal: AbortSignal | undefined,
-): Promise<number> {
-  return new Promise<number>((resolvePromise, reject) => {
+): Promise<RunWithTokenResult> {
+  return new Promise<RunWithTokenResult>((resolvePromise, reject) => {
     const child = spawn(command, args, { cwd, env: spawnOptions.env, stdio: spawnOptions.stdio });
-    const forwarders = FORWARDED_SIGNALS.map((name) => {
+    const fromTerminal = terminalSignalsReachChild();
+    const forwarders = HANDLED_SIGNALS.map((name) => {
       const forward = (): void => {
+        if (fromTerminal && TERMINAL_SIGNALS.has(name)) {
+          debug('%s with a TTY: %s (pid %d) got it from the terminal', name, command, child.pid);
+          return;
+        }
         debug('forwarding %s to %s (pid %d)', name, command, child.pid);
         child.kill(name);
       };
@@ -178,8 +233,11 @@ function spawnAndWait(
     });
     child.once('exit', (code, signalName) => {
       cleanup();
-      if (code !== null) resolvePromise(code);
-      else resolvePromise(128 + (signalName === null ? 0 : (osConstants.signals[signalName] ?? 0)));
+      if (code !== null) resolvePromise({ status: code, signal: null });
+      else {
+        const number = signalName === null ? 0 : (osConstants.signals[signalName] ?? 0);
+        resolvePromise({ status: 128 + number, signal: signalName });
+      }
     });
   });
 }

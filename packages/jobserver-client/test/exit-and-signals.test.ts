@@ -20,6 +20,8 @@ const CLIENT = join(FIXTURES, 'client.mjs');
 const RUN = join(FIXTURES, 'run.mjs');
 const PEER = join(FIXTURES, 'peer.mjs');
 const SIGNAL_EXIT_CLIENT = join(FIXTURES, 'signal-exit-client.mjs');
+const COUNT_SIGNALS = join(FIXTURES, 'count-signals.mjs');
+const ON_A_TTY = join(FIXTURES, 'on-a-tty.py');
 
 /**
  * signal-exit 4's ESM entry in the workspace's node_modules (a dependency of
@@ -176,8 +178,28 @@ describe('runWithToken in its own process', () => {
     expect(count()).toBe(1); // two held by run.mjs while the command runs
     child.child.kill('SIGINT');
     expect(await child.exited).toEqual({ code: 130, signal: null });
-    expect(child.stdout).toContain('status 130');
+    expect(child.stdout).toContain('status 130 signal SIGINT');
     expect(count()).toBe(3);
+  });
+
+  it('with stdin on a TTY, SIGINT to the process group (Ctrl-C) reaches the command once, not forwarded again', async () => {
+    const { path, count } = pool('++');
+    const out = join(tempDir(), 'signals');
+    const { CARGO_MAKEFLAGS: _c, MFLAGS: _f, ...clean } = process.env;
+    // A process group of its own, as the terminal's foreground job.
+    const child = run(
+      'python3',
+      [ON_A_TTY, process.execPath, RUN, '1', 'fifo', process.execPath, COUNT_SIGNALS, out],
+      { env: { ...clean, MAKEFLAGS: ` -j4 --jobserver-auth=fifo:${path}` }, detached: true },
+    );
+    children.push(child);
+    await waitFor('the command to start', () => existsSync(out) && readFileSync(out, 'utf8'));
+    expect(count()).toBe(1);
+    process.kill(-(child.child.pid as number), 'SIGINT');
+    expect(await child.exited).toEqual({ code: 130, signal: null });
+    expect(child.stdout).toContain('status 130 signal SIGINT');
+    expect(readFileSync(out, 'utf8')).toBe('ready\nINT\n');
+    expect(count()).toBe(2);
   });
 
   it('a command that cannot be started is an error that names it; tokens come back', async () => {
