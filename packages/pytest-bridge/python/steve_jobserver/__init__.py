@@ -4,9 +4,10 @@ make jobserver (the system-wide steve pool, or any make jobserver).
 Load it with ``-p steve_jobserver`` (Gentoo: ``EPYTEST_FLAGS="-p
 steve_jobserver"``), or install it (it registers a ``pytest11`` entry point).
 
-- The jobserver comes from ``--jobserver PATH``, ``STEVE_JOBSERVER``, then
-  the first of CARGO_MAKEFLAGS, MAKEFLAGS, MFLAGS that is set (parsed exactly
-  as ``@steve/protocol`` does, see makeflags.py).
+- The jobserver comes from ``--jobserver PATH``, ``STEVE_JOBSERVER`` (either
+  may also be written ``fifo:PATH``), then the first of CARGO_MAKEFLAGS,
+  MAKEFLAGS, MFLAGS that is set (parsed exactly as ``@steve/protocol`` does,
+  see makeflags.py).
 - Every xdist worker holds a slot while it collects and while it runs each
   test. The run has ONE implicit slot, shared by all workers (an flock on a
   lock file the controller creates and passes through ``workerinput``);
@@ -32,7 +33,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import pytest
 
 from . import control
-from .makeflags import makeflags_from_env
+from .makeflags import makeflags_from_env, parse_jobserver_auth
 from .tokens import ImplicitSlot, Jobserver, Slots
 
 __all__ = ["Found", "find_jobserver"]
@@ -73,6 +74,18 @@ def _fd_is_open(fd: int) -> bool:
         return False
 
 
+def _named_jobserver(source: str, value: str, cwd: str) -> Found:
+    """``--jobserver`` / ``STEVE_JOBSERVER``: ``fifo:PATH`` (as in
+    ``--jobserver-auth``, a relative PATH resolved against ``cwd`` as
+    @steve/protocol does) or a plain path."""
+    if value.startswith("fifo:"):
+        auth = parse_jobserver_auth(value, cwd)
+        if auth.kind != "fifo":
+            return Found(source, problem=f"{source}={value}: {auth.reason}")
+        return Found(source, path=auth.path)
+    return Found(source, path=os.path.join(cwd, value))
+
+
 def find_jobserver(
     option: Optional[str], env: Mapping[str, str], cwd: str, distributed: bool
 ) -> Found:
@@ -85,9 +98,9 @@ def find_jobserver(
     is used by its path; an anonymous pipe (make's own) is not usable.
     """
     if option:
-        return Found("--jobserver", path=os.path.join(cwd, option))
+        return _named_jobserver("--jobserver", option, cwd)
     if env.get(JOBSERVER_ENV):
-        return Found(JOBSERVER_ENV, path=os.path.join(cwd, env[JOBSERVER_ENV]))
+        return _named_jobserver(JOBSERVER_ENV, env[JOBSERVER_ENV], cwd)
     found = makeflags_from_env(env, cwd)
     if found is None:
         return Found("environment", problem="no --jobserver, STEVE_JOBSERVER or MAKEFLAGS")
@@ -138,8 +151,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         default=None,
         help="jobserver to take pytest-xdist workers' slots from (a fifo, /dev/steve or"
-        " /run/steve/jobserver); default: $STEVE_JOBSERVER, then the --jobserver-auth in"
-        " CARGO_MAKEFLAGS, MAKEFLAGS or MFLAGS",
+        " /run/steve/jobserver), written PATH or fifo:PATH; default: $STEVE_JOBSERVER, then"
+        " the --jobserver-auth in CARGO_MAKEFLAGS, MAKEFLAGS or MFLAGS",
     )
 
 
@@ -171,6 +184,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def _check_openable(found: Found, explicit: bool) -> Tuple[Optional[str], Optional[str]]:
     """(path, problem): the path when it opens, else why not."""
     if found.path is None:
+        if explicit and found.problem is not None:  # e.g. --jobserver fifo:
+            raise pytest.UsageError(found.problem)
         return None, found.problem
     try:
         mode = os.stat(found.path).st_mode

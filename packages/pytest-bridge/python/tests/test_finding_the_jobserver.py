@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from steve_jobserver import find_jobserver
+from steve_jobserver import _check_openable, find_jobserver
 
 
 def test_option_wins_and_is_made_absolute():
@@ -18,6 +18,41 @@ def test_steve_jobserver_before_makeflags():
     env = {"STEVE_JOBSERVER": "/dev/steve", "MAKEFLAGS": " --jobserver-auth=fifo:/x"}
     found = find_jobserver(None, env, "/", distributed=True)
     assert (found.source, found.path) == ("STEVE_JOBSERVER", "/dev/steve")
+
+
+@pytest.mark.parametrize(
+    "value, path",
+    [
+        ("fifo:/run/steve/jobserver", "/run/steve/jobserver"),
+        ("fifo:rel/js", "/work/rel/js"),
+        ("fifo:../js", "/js"),
+        ("/dev/steve", "/dev/steve"),
+        ("rel/js", "/work/rel/js"),
+    ],
+)
+def test_option_and_steve_jobserver_take_fifo_prefix_or_a_path(value, path):
+    # emerge-shim documents STEVE_JOBSERVER as "fifo:PATH or a path".
+    assert find_jobserver(value, {}, "/work", True).path == path
+    found = find_jobserver(None, {"STEVE_JOBSERVER": value}, "/work", True)
+    assert (found.source, found.path, found.problem) == ("STEVE_JOBSERVER", path, None)
+
+
+def test_empty_fifo_prefix_is_a_problem_not_a_path():
+    for option, env in (("fifo:", {}), (None, {"STEVE_JOBSERVER": "fifo:"})):
+        found = find_jobserver(option, env, "/work", True)
+        assert found.path is None and "the fifo path is empty" in found.problem
+    with pytest.raises(pytest.UsageError, match="the fifo path is empty"):
+        _check_openable(find_jobserver("fifo:", {}, "/work", True), explicit=True)
+
+
+def test_steve_jobserver_fifo_prefix_opens_a_real_fifo(tmp_path):
+    fifo = tmp_path / "jobserver"
+    os.mkfifo(fifo)
+    for env in ({"STEVE_JOBSERVER": f"fifo:{fifo}"}, {"STEVE_JOBSERVER": "fifo:jobserver"}):
+        found = find_jobserver(None, env, str(tmp_path), True)
+        assert _check_openable(found, explicit=False) == (str(fifo), None)
+    found = find_jobserver("fifo:jobserver", {}, str(tmp_path), True)
+    assert _check_openable(found, explicit=True) == (str(fifo), None)
 
 
 def test_fifo_auth_from_makeflags_relative_to_cwd():
