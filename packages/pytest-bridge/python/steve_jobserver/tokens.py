@@ -28,10 +28,12 @@ import select
 import signal
 import time
 from dataclasses import dataclass
-from typing import Iterator, List, Optional
+from typing import Any, Callable, Iterable, List, Optional, Set, TypeVar
 
 #: How often a waiting worker looks at the implicit slot again (seconds).
 POLL_INTERVAL_S = 0.02
+
+_T = TypeVar("_T")
 
 # Signals whose Python handlers raise (KeyboardInterrupt, pytest's own
 # SIGTERM handling): held off only between a read and its bookkeeping.
@@ -119,21 +121,38 @@ class ImplicitSlot:
             os.close(self.fd)
 
 
-@contextlib.contextmanager
-def _signals_held_off() -> Iterator[None]:
-    """Block SIGINT/SIGTERM so a KeyboardInterrupt cannot land between
-    reading a token and writing down that we hold it. A signal that came
-    before is raised by pthread_sigmask itself (before the read); one that
-    comes during is raised when the mask is restored (after the bookkeeping)."""
+try:  # the C function itself: signal.pthread_sigmask is a Python wrapper,
+    # and entering any Python frame may run a pending Python signal handler.
+    import _signal as _signal_c
+except ImportError:  # not CPython
+    _signal_c = signal  # type: ignore[assignment]
+_sigmask: Optional[Callable[[int, Iterable[int]], Set[int]]] = getattr(
+    _signal_c, "pthread_sigmask", None
+)
+
+
+def _signals_held_off(body: Callable[..., _T], *args: Any) -> _T:
+    """``body(*args)`` with SIGINT/SIGTERM blocked, so a KeyboardInterrupt
+    cannot land between reading a token and writing down that we hold it. A
+    signal that came before is raised by the blocking call (before the
+    read); one that comes during is raised when the mask is restored (after
+    the bookkeeping).
+
+    No exception may leave them blocked, and CPython runs pending Python
+    handlers (which may raise) after pthread_sigmask changes the mask and
+    on entry to every Python frame. So: the mask in force is saved first
+    (an empty SIG_BLOCK changes nothing), the block happens inside the try
+    whose finally restores it, and both go straight to the C function. Not a
+    context manager: ``__exit__`` (or @contextmanager's glue) is a Python
+    frame that can raise on entry, before it restores anything."""
+    if _sigmask is None:  # no pthread_sigmask here
+        return body(*args)
+    saved = _sigmask(signal.SIG_BLOCK, ())
     try:
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_OFF)
-    except (AttributeError, ValueError, OSError):  # no pthread_sigmask here
-        yield
-        return
-    try:
-        yield
+        _sigmask(signal.SIG_BLOCK, _HELD_OFF)
+        return body(*args)
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        _sigmask(signal.SIG_SETMASK, saved)
 
 
 @dataclass
@@ -185,10 +204,7 @@ class Slots:
         started = time.monotonic()
         polled = False
         while True:
-            with _signals_held_off():
-                token = self._take_now()
-                if token is not None and token.implicit and polled:
-                    self._drop_reservation()
+            token = _signals_held_off(self._take, polled)
             if token is not None:
                 self._count(token, time.monotonic() - started if polled else 0.0)
                 return token
@@ -197,6 +213,12 @@ class Slots:
             else:
                 self.jobserver.wait_readable(self.poll_interval_s)
             polled = True
+
+    def _take(self, polled: bool) -> Optional[Token]:
+        token = self._take_now()
+        if token is not None and token.implicit and polled:
+            self._drop_reservation()
+        return token
 
     def _drop_reservation(self) -> None:
         # We polled, so the steve daemon may have reserved a token for us
@@ -218,14 +240,16 @@ class Slots:
             self.stats.longest_wait_s = max(self.stats.longest_wait_s, waited_s)
 
     def release(self, token: Token) -> None:
-        with _signals_held_off():
-            if token in self.held:
-                self.held.remove(token)
-                if token.implicit:
-                    if self.implicit is not None:
-                        self.implicit.give_back()
-                elif self.jobserver is not None and token.byte is not None:
-                    self.jobserver.give_back(token.byte)
+        _signals_held_off(self._release_now, token)
+
+    def _release_now(self, token: Token) -> None:
+        if token in self.held:
+            self.held.remove(token)
+            if token.implicit:
+                if self.implicit is not None:
+                    self.implicit.give_back()
+            elif self.jobserver is not None and token.byte is not None:
+                self.jobserver.give_back(token.byte)
 
     def release_all(self) -> None:
         for token in list(self.held):

@@ -8,7 +8,14 @@ import time
 
 import pytest
 
-from steve_jobserver.tokens import IMPLICIT, ImplicitSlot, Jobserver, JobserverGone, Slots
+from steve_jobserver.tokens import (
+    IMPLICIT,
+    ImplicitSlot,
+    Jobserver,
+    JobserverGone,
+    Slots,
+    _signals_held_off,
+)
 
 
 @pytest.fixture
@@ -113,3 +120,66 @@ def test_end_of_file_says_the_jobserver_is_gone(tmp_path):
     with pytest.raises(JobserverGone):
         jobserver.try_take()
     jobserver.close()
+
+
+def _under_raising_alarms(step, seconds=1.0):
+    """Run ``step()`` in a loop for ``seconds`` under a SIGALRM every 0.1 ms
+    whose handler raises (while armed: only inside the step); stop early
+    when SIGINT/SIGTERM are left blocked. Returns (raises, leaked signals)."""
+
+    class Alarm(Exception):
+        pass
+
+    armed = [False]
+
+    def raise_when_armed(*_):
+        if armed[0]:
+            armed[0] = False
+            raise Alarm
+
+    original = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    previous = signal.signal(signal.SIGALRM, raise_when_armed)
+    raised = 0
+    leaked = set()
+    deadline = time.monotonic() + seconds
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.0001, 0.0001)
+        while not leaked and time.monotonic() < deadline:
+            try:
+                armed[0] = True
+                step()
+                armed[0] = False
+            except Alarm:
+                raised += 1
+            leaked = {signal.SIGINT, signal.SIGTERM} & signal.pthread_sigmask(
+                signal.SIG_BLOCK, []
+            )
+    finally:
+        armed[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, original)
+    return raised, leaked
+
+
+def test_a_raising_signal_handler_never_leaves_sigint_blocked():
+    # CPython runs pending Python handlers after pthread_sigmask changes the
+    # mask and on entry to Python frames; one that raises there must not
+    # leave SIGINT/SIGTERM blocked for the rest of the worker's life.
+    raised, leaked = _under_raising_alarms(lambda: _signals_held_off(lambda: None))
+    assert raised > 0 and leaked == set()
+
+
+def test_acquire_and_release_under_raising_alarms_leave_sigint_unblocked(pool):
+    fifo, lock, keeper = pool
+    slots = Slots(Jobserver(fifo), ImplicitSlot(lock), poll_interval_s=0.001)
+
+    def step():
+        try:
+            slots.acquire()
+        finally:
+            slots.release_all()
+
+    raised, leaked = _under_raising_alarms(step)
+    slots.close()
+    assert raised > 0 and leaked == set()
