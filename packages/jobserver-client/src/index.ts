@@ -25,6 +25,8 @@ export { JobserverClosedError, JobserverGoneError, CommandStartError } from './e
 export {
   runWithToken,
   runWithTokenResult,
+  dieOfSignal,
+  WRAPPER_SIGNALS,
   terminalSignalsReachChild,
   chooseChildStyle,
   gnuMakeVersion,

@@ -156,6 +156,32 @@ export async function runWithToken(
   return (await runWithTokenResult(command, args, options)).status;
 }
 
+/** The signals a wrapper passes on by dying of them itself ({@link dieOfSignal}). */
+export const WRAPPER_SIGNALS: readonly NodeJS.Signals[] = [
+  'SIGINT',
+  'SIGTERM',
+  'SIGHUP',
+  'SIGQUIT',
+];
+
+/**
+ * End this process by `signal`, the one its command died of, so that the
+ * shell or loop around the wrapper sees a death by signal (bash stops a
+ * loop on a child killed by SIGINT, not on one that exits 130). Only for
+ * {@link WRAPPER_SIGNALS}; returns false and does nothing for null or any
+ * other signal. Call it last, after the tokens are released and the
+ * jobserver closed: every listener for the signal is removed (a CLI's
+ * main owns the process), then it is raised with `process.kill`. Set
+ * `process.exitCode` as well, in case the signal is blocked.
+ */
+export function dieOfSignal(signal: NodeJS.Signals | null): boolean {
+  if (signal === null || !WRAPPER_SIGNALS.includes(signal)) return false;
+  debug('the command died of %s: raising it again', signal);
+  process.removeAllListeners(signal);
+  process.kill(process.pid, signal);
+  return true;
+}
+
 /**
  * {@link runWithToken}, resolving with the status and the signal that
  * killed the command (null when it exited). A wrapper that should end the
@@ -164,8 +190,8 @@ export async function runWithToken(
  *
  * @example
  * const { status, signal } = await runWithTokenResult('make', []);
- * if (signal !== null) process.kill(process.pid, signal); // after cleanup
  * process.exitCode = status;
+ * dieOfSignal(signal); // after cleanup
  */
 export async function runWithTokenResult(
   command: string,

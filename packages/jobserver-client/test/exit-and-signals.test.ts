@@ -202,6 +202,21 @@ describe('runWithToken in its own process', () => {
     expect(count()).toBe(2);
   });
 
+  it('dieOfSignal after cleanup: the wrapper dies of the signal its command died of, tokens back', async () => {
+    const { path, count } = pool('++');
+    const child = start([RUN, '1', 'fifo', 'sh', '-c', 'kill -INT $$'], path, {
+      RUN_DIE_OF_SIGNAL: '1',
+    });
+    expect(await child.exited).toEqual({ code: null, signal: 'SIGINT' });
+    expect(child.stdout).toContain('status 130 signal SIGINT');
+    expect(count()).toBe(2);
+    const exited = start([RUN, '1', 'fifo', 'sh', '-c', 'exit 3'], path, {
+      RUN_DIE_OF_SIGNAL: '1',
+    });
+    expect(await exited.exited).toEqual({ code: 3, signal: null });
+    expect(count()).toBe(2);
+  });
+
   it('a command that cannot be started is an error that names it; tokens come back', async () => {
     const { path, count } = pool('+');
     const child = start([RUN, '1', 'fifo', '/nonexistent/cmd'], path);
