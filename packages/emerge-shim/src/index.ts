@@ -22,5 +22,11 @@ export {
   type PortageSupport,
   type PortageVersion,
 } from './portage.js';
-export { steveJob, parseSteveJobArgs, makeCommandLineJobs } from './cli/steve-job.js';
-export { emergeShim, parseEmergeShimArgs } from './cli/emerge-shim.js';
+export {
+  steveJob,
+  steveJobResult,
+  parseSteveJobArgs,
+  makeCommandLineJobs,
+  makeJobsWarning,
+} from './cli/steve-job.js';
+export { emergeShim, emergeShimResult, parseEmergeShimArgs } from './cli/emerge-shim.js';

@@ -1,26 +1,43 @@
 /**
  * Running a command with no token at all (`steve-job --fallback run` when
- * there is no pool): the environment untouched, stdio inherited,
- * SIGINT/SIGTERM/SIGHUP forwarded, the status returned as a shell reports
- * it. With a pool, `runWithToken` of `@steve/jobserver-client` does this.
+ * there is no pool): the environment untouched, stdio inherited, signals
+ * passed on as `runWithToken` does, the status returned as a shell reports
+ * it with the signal that killed the command. With a pool,
+ * `runWithTokenResult` of `@steve/jobserver-client` does this.
  */
 
 import { spawn } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
-import { CommandStartError } from '@steve/jobserver-client';
+import {
+  CommandStartError,
+  type RunWithTokenResult,
+  terminalSignalsReachChild,
+} from '@steve/jobserver-client';
 
-const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+/** Caught while the command runs, so this process outlives them. */
+const HANDLED_SIGNALS = ['SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGHUP'] as const;
+/** Sent by a terminal to the whole foreground process group. */
+const TERMINAL_SIGNALS: ReadonlySet<string> = new Set(['SIGINT', 'SIGQUIT']);
 
 /**
- * Resolves with the command's exit status (128 + N when signal N killed it).
+ * Resolves with the command's exit status (128 + N when signal N killed it)
+ * and that signal. SIGTERM and SIGHUP are forwarded to the command; SIGINT
+ * and SIGQUIT only when neither stdin nor stderr is a TTY (on a terminal,
+ * Ctrl-C reached the command already: the terminal signals the whole
+ * foreground group).
  *
  * Errors: CommandStartError when the command cannot be started.
  */
-export function runWithoutToken(command: string, args: readonly string[]): Promise<number> {
+export function runWithoutToken(
+  command: string,
+  args: readonly string[],
+): Promise<RunWithTokenResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: 'inherit' });
-    const forwarders = FORWARDED_SIGNALS.map((name) => {
+    const fromTerminal = terminalSignalsReachChild();
+    const forwarders = HANDLED_SIGNALS.map((name) => {
       const forward = (): void => {
+        if (fromTerminal && TERMINAL_SIGNALS.has(name)) return;
         child.kill(name);
       };
       process.on(name, forward);
@@ -35,7 +52,11 @@ export function runWithoutToken(command: string, args: readonly string[]): Promi
     });
     child.once('exit', (code, signal) => {
       cleanup();
-      resolve(code ?? 128 + (signal === null ? 0 : (osConstants.signals[signal] ?? 0)));
+      if (code !== null) resolve({ status: code, signal: null });
+      else {
+        const number = signal === null ? 0 : (osConstants.signals[signal] ?? 0);
+        resolve({ status: 128 + number, signal });
+      }
     });
   });
 }

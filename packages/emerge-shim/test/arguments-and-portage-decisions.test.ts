@@ -1,6 +1,6 @@
 // The pure parts: command lines, Portage versions, what emerge-shim sets.
 import { describe, expect, it } from 'vitest';
-import { makeCommandLineJobs, parseSteveJobArgs } from '../src/cli/steve-job.js';
+import { makeCommandLineJobs, makeJobsWarning, parseSteveJobArgs } from '../src/cli/steve-job.js';
 import { parseEmergeShimArgs } from '../src/cli/emerge-shim.js';
 import { UsageError } from '../src/cli/common.js';
 import { parsePoolSpec } from '../src/pool.js';
@@ -52,7 +52,15 @@ describe('steve-job command line', () => {
     expect(makeCommandLineJobs('make', ['-j4'])).toBe(4);
     expect(makeCommandLineJobs('/usr/bin/gmake', ['-kj', '8', 'all'])).toBe(8);
     expect(makeCommandLineJobs('make', ['--jobs=3'])).toBe(3);
-    expect(makeCommandLineJobs('make', ['-j'])).toBeNull(); // -j without N: still the pool's
+    // A bare -j is unlimited (0): make 4.3 says "-j0 forced in submake" and leaves the pool.
+    expect(makeCommandLineJobs('make', ['-j'])).toBe(0);
+    expect(makeCommandLineJobs('make', ['-kj', 'all'])).toBe(0);
+    expect(makeCommandLineJobs('make', ['--jobs', '-f', 'x.mk'])).toBe(0);
+    expect(makeCommandLineJobs('make', ['-k', 'all'])).toBeNull();
+    expect(makeJobsWarning(0)).toBe(
+      `warning: make -j on make's command line ignores the pool (make 4.3: "-j0 forced in submake: resetting jobserver mode") and runs any number of jobs outside it; leave -j out, the pool sets the parallelism`,
+    );
+    expect(makeJobsWarning(4)).toContain("make -j4 on make's command line ignores the pool");
     expect(makeCommandLineJobs('make', ['--', '-j4'])).toBeNull();
     expect(makeCommandLineJobs('ninja', ['-j4'])).toBeNull();
   });

@@ -44,8 +44,10 @@ describe('steve-job -- make (GNU make 4.3) on the FUSE pool', () => {
         [STEVE_JOB_BIN, '--', 'make', '-f', writeMakefile(dir, name, 4, 1, stamps)],
         {
           cwd: dir,
-          // The pool comes from the inherited MAKEFLAGS, as under a parent build.
-          env: cleanEnv({ MAKEFLAGS: ` --jobserver-auth=fifo:${steve.jobserverPath}` }),
+          // The pool named by $STEVE_JOBSERVER: each steve-job takes a real token. (From an
+          // inherited MAKEFLAGS it would run on the slot its parent holds for it; with no
+          // parent holding any here, that is inherited-pool-implicit-slot's business.)
+          env: cleanEnv({ STEVE_JOBSERVER: steve.jobserverPath }),
         },
       ),
     );

@@ -13,7 +13,13 @@
  */
 
 import { spawnSync } from 'node:child_process';
-import { Jobserver, resolveCommand, runWithToken } from '@steve/jobserver-client';
+import {
+  Jobserver,
+  type RunWithTokenResult,
+  dieOfSignal,
+  resolveCommand,
+  runWithTokenResult,
+} from '@steve/jobserver-client';
 import { formatJobserverAuth } from '@steve/protocol';
 import { controlSocketPath } from '../control-status.js';
 import { ExitCode } from '../exit-codes.js';
@@ -152,6 +158,28 @@ export async function emergeShim(
   stderr: (text: string) => void = (text) => process.stderr.write(text),
   stdout: (text: string) => void = (text) => process.stdout.write(text),
 ): Promise<number> {
+  return (await emergeShimResult(argv, stderr, stdout)).status;
+}
+
+/**
+ * {@link emergeShim}, also telling the signal emerge died of (null when it
+ * exited or did not run); its token is back and the pool closed by then.
+ */
+export async function emergeShimResult(
+  argv: readonly string[],
+  stderr: (text: string) => void = (text) => process.stderr.write(text),
+  stdout: (text: string) => void = (text) => process.stdout.write(text),
+): Promise<RunWithTokenResult> {
+  const prepared = await prepare(argv, stderr, stdout);
+  return typeof prepared === 'number' ? { status: prepared, signal: null } : prepared.run();
+}
+
+/** Everything before emerge runs: a status to stop with, or how to run it. */
+async function prepare(
+  argv: readonly string[],
+  stderr: (text: string) => void,
+  stdout: (text: string) => void,
+): Promise<number | { run(): Promise<RunWithTokenResult> }> {
   const parsed = parseEmergeShimArgs(argv);
   if (parsed === 'help') {
     stdout(`${EMERGE_SHIM_USAGE}\n`);
@@ -216,18 +244,29 @@ export async function emergeShim(
     implicitSlot: plan.tokens === 0,
     wait: plan.tokens === 0 ? 'fallback' : 'auto',
   });
-  try {
-    return await runWithToken(emergePath, plan.args, {
-      jobserver,
-      tokens: 1,
-      style: 'fifo',
-      env: { ...env, ...plan.env },
-    });
-  } finally {
-    jobserver.close();
-  }
+  return {
+    run: async () => {
+      try {
+        return await runWithTokenResult(emergePath, plan.args, {
+          jobserver,
+          tokens: 1,
+          style: 'fifo',
+          env: { ...env, ...plan.env },
+        });
+      } finally {
+        jobserver.close();
+      }
+    },
+  };
 }
 
 export async function main(argv: string[]): Promise<void> {
-  process.exitCode = await runMain('emerge-shim', () => emergeShim(argv));
+  let signal: NodeJS.Signals | null = null;
+  process.exitCode = await runMain('emerge-shim', async () => {
+    const result = await emergeShimResult(argv);
+    signal = result.signal;
+    return result.status;
+  });
+  // emerge died of SIGINT (Ctrl-C) or another fatal signal: die of it too, tokens back.
+  dieOfSignal(signal);
 }

@@ -4,16 +4,29 @@
  *   steve-job [--jobserver AUTH | --device PATH] [--tokens N] [--no-wait]
  *             [--style fifo|pipe|auto] [--fallback run] [--control PATH] [-v] -- CMD ARGS…
  *
- * It takes N real tokens (default 1), runs CMD with MAKEFLAGS pointing at
- * the pool (auth set, `-jN` removed, other flags kept), and returns them
- * when CMD ends. The token it holds is the implicit slot of CMD's tree:
- * make, cargo or ninja under it run their first job on it and take a
- * token for every further one. The running itself is `runWithToken` of
- * `@steve/jobserver-client`, the same code as `stevie CMD`.
+ * With a pool it names itself (--jobserver, --device, $STEVE_JOBSERVER,
+ * the daemon, the default paths) it takes N real tokens (default 1). With
+ * a pool inherited from MAKEFLAGS (a `+` make recipe, steve-job under
+ * steve-job) the parent already holds this job's token, so the first of
+ * the N is that implicit slot and only N-1 are read. It runs CMD with
+ * MAKEFLAGS pointing at the pool (auth set, `-jN` removed, other flags
+ * kept) and returns the tokens when CMD ends. What it holds is the
+ * implicit slot of CMD's tree: make, cargo or ninja under it run their
+ * first job on it and take a token for every further one. The running
+ * itself is `runWithToken` of `@steve/jobserver-client`, the same code as
+ * `stevie CMD`. When CMD dies of SIGINT, SIGTERM, SIGHUP or SIGQUIT,
+ * steve-job dies of it too once the tokens are back.
  */
 
 import { basename } from 'node:path';
-import { Jobserver, type RunStyle, type Token, runWithToken } from '@steve/jobserver-client';
+import {
+  Jobserver,
+  type RunStyle,
+  type RunWithTokenResult,
+  type Token,
+  dieOfSignal,
+  runWithTokenResult,
+} from '@steve/jobserver-client';
 import { formatJobserverAuth } from '@steve/protocol';
 import { controlSocketPath } from '../control-status.js';
 import { ExitCode } from '../exit-codes.js';
@@ -27,7 +40,9 @@ cargo or ninja at the pool, so everything under CMD shares it.
 
   --jobserver AUTH    the pool: fifo:PATH, R,W (inherited descriptors) or a PATH
   --device PATH       the pool's device or file (same as --jobserver fifo:PATH)
-  --tokens N          tokens to hold while CMD runs (default 1: CMD's own slot)
+  --tokens N          tokens to hold while CMD runs (default 1: CMD's own slot; in a
+                      pool inherited from MAKEFLAGS the first is the slot the parent
+                      holds for this job, so N-1 are taken)
   --no-wait           exit ${ExitCode.noTokenFree} at once when the tokens are not free now
   --style STYLE       how CMD gets the pool: fifo (make >= 4.4, cargo, ninja), pipe
                       (an inherited descriptor, make < 4.4), auto (default: pipe for
@@ -42,7 +57,8 @@ The pool, when not named: the jobserver in CARGO_MAKEFLAGS/MAKEFLAGS/MFLAGS,
 else $STEVE_JOBSERVER, else the daemon's control socket, else /dev/steve,
 else /run/steve/jobserver.
 
-Exit status: CMD's (128+N when signal N killed it); ${ExitCode.noTokenFree} --no-wait found no
+Exit status: CMD's; when CMD dies of SIGINT, SIGTERM, SIGHUP or SIGQUIT,
+steve-job dies of it too (128+N for other signals); ${ExitCode.noTokenFree} --no-wait found no
 free token; ${ExitCode.wrapperFailed} steve-job failed (usage, no pool); ${ExitCode.cannotExecute} CMD cannot run; ${ExitCode.notFound} CMD not found.`;
 
 export interface SteveJobOptions {
@@ -136,9 +152,11 @@ export function parseSteveJobArgs(argv: readonly string[]): SteveJobOptions | 'h
 }
 
 /**
- * The `-jN` a GNU make command line carries, if any. make 4.3 given `-jN`
- * on its command line ignores the jobserver in MAKEFLAGS ("-jN forced in
- * submake: resetting jobserver mode") and serves N jobs of its own.
+ * The `-jN` a GNU make command line carries, if any; 0 for a bare `-j`
+ * (`-kj`, `--jobs`: unlimited). make 4.3 given `-j` on its command line
+ * ignores the jobserver in MAKEFLAGS ("-jN forced in submake: resetting
+ * jobserver mode", "-j0 …" for a bare `-j`) and serves N jobs of its own,
+ * or any number.
  */
 export function makeCommandLineJobs(command: string, args: readonly string[]): number | null {
   const name = basename(command);
@@ -149,36 +167,67 @@ export function makeCommandLineJobs(command: string, args: readonly string[]): n
     const next = args[i + 1];
     const attached = /^-[A-Za-z]*j(\d+)$/.exec(arg) ?? /^--jobs=(\d+)$/.exec(arg);
     if (attached) return Number(attached[1]);
-    if ((/^-[A-Za-z]*j$/.test(arg) || arg === '--jobs') && next !== undefined && /^\d+$/.test(next))
-      return Number(next);
+    if (/^-[A-Za-z]*j$/.test(arg) || arg === '--jobs') {
+      return next !== undefined && /^\d+$/.test(next) ? Number(next) : 0;
+    }
   }
   return null;
 }
 
-/** Where the pool is, opened; or null when there is none (the reason in `problem`). */
+/** The warning for make's own `-j` (see {@link makeCommandLineJobs}). */
+export function makeJobsWarning(jobs: number): string {
+  const typed = jobs === 0 ? '-j' : `-j${jobs}`;
+  const outside = jobs === 0 ? 'any number of jobs' : `up to ${jobs} jobs`;
+  return `warning: make ${typed} on make's command line ignores the pool (make 4.3: "-j${jobs} forced in submake: resetting jobserver mode") and runs ${outside} outside it; leave -j out, the pool sets the parallelism`;
+}
+
+/**
+ * Where the pool is, opened; or the reason there is none (`problem`).
+ *
+ * `inherited`: the pool came from MAKEFLAGS, so the parent (make running a
+ * `+` recipe, an outer steve-job) already holds a token for this job: it
+ * is opened with the implicit slot, which stands for that token. A pool
+ * named any other way is opened without one: every token is read (the
+ * `--no-wait` path alone opens it with the slot, see {@link steveJob}).
+ */
 async function openPool(
   options: SteveJobOptions,
-  implicitSlot: boolean,
   warn: (text: string) => void,
-): Promise<{ jobserver: Jobserver; from: string } | { problem: string }> {
+): Promise<{ jobserver: Jobserver; from: string; inherited: boolean } | { problem: string }> {
   const env = process.env;
-  const wait = options.noWait ? 'fallback' : 'auto';
+  // It never waits with --no-wait, and an inherited pool with --tokens 1 reads nothing:
+  // no native poller then (see emerge-shim.ts on epoll probes).
+  const named = {
+    implicitSlot: options.noWait,
+    wait: options.noWait ? ('fallback' as const) : ('auto' as const),
+  };
   try {
     if (options.pool !== undefined) {
       const auth = parsePoolSpec(options.pool.spec, process.cwd());
       return {
-        jobserver: Jobserver.fromAuth(auth, { implicitSlot, wait }),
+        jobserver: Jobserver.fromAuth(auth, named),
         from: options.pool.option,
+        inherited: false,
       };
     }
-    const inherited = Jobserver.fromEnv(env, { implicitSlot, wait, warn });
-    if (inherited !== null) return { jobserver: inherited, from: 'the inherited MAKEFLAGS' };
+    const inherited = Jobserver.fromEnv(env, {
+      implicitSlot: true,
+      wait: options.noWait || options.tokens === 1 ? 'fallback' : 'auto',
+      warn,
+    });
+    if (inherited !== null) {
+      return { jobserver: inherited, from: 'the inherited MAKEFLAGS', inherited: true };
+    }
     const found = await findPool({
       env,
       controlPath: controlSocketPath(options.control, env),
       command: options.command,
     });
-    return { jobserver: Jobserver.fromAuth(found.auth, { implicitSlot, wait }), from: found.from };
+    return {
+      jobserver: Jobserver.fromAuth(found.auth, named),
+      from: found.from,
+      inherited: false,
+    };
   } catch (error) {
     if (error instanceof NoPoolError) return { problem: error.message };
     const code = (error as NodeJS.ErrnoException).code;
@@ -196,55 +245,69 @@ export async function steveJob(
   stderr: (text: string) => void = (text) => process.stderr.write(text),
   stdout: (text: string) => void = (text) => process.stdout.write(text),
 ): Promise<number> {
+  return (await steveJobResult(argv, stderr, stdout)).status;
+}
+
+/**
+ * {@link steveJob}, also telling the signal CMD died of (null when it
+ * exited, or did not run). Tokens are back and the pool closed when it
+ * resolves, so `main` can die of that signal.
+ */
+export async function steveJobResult(
+  argv: readonly string[],
+  stderr: (text: string) => void = (text) => process.stderr.write(text),
+  stdout: (text: string) => void = (text) => process.stdout.write(text),
+): Promise<RunWithTokenResult> {
+  const exited = (status: number): RunWithTokenResult => ({ status, signal: null });
   const parsed = parseSteveJobArgs(argv);
   if (parsed === 'help') {
     stdout(`${STEVE_JOB_USAGE}\n`);
-    return 0;
+    return exited(0);
   }
   const options = parsed;
   const say = (text: string): void => stderr(`steve-job: ${text}\n`);
   const makeJobs = makeCommandLineJobs(options.command, options.args);
-  if (makeJobs !== null) {
-    say(
-      `warning: make -j${makeJobs} on make's command line ignores the pool (make 4.3: "-j${makeJobs} forced in submake: resetting jobserver mode") and runs up to ${makeJobs} jobs outside it; leave -j out, the pool sets the parallelism`,
-    );
-  }
-  // --no-wait takes the real tokens without waiting, then lets runWithToken
-  // hold the implicit slot, which stands for them (see below).
-  // It never waits then either: no native poller (see emerge-shim.ts on epoll probes).
-  const opened = await openPool(options, options.noWait, (text) => say(`warning: ${text}`));
+  if (makeJobs !== null) say(makeJobsWarning(makeJobs));
+  const opened = await openPool(options, (text) => say(`warning: ${text}`));
   if ('problem' in opened) {
     if (!options.fallback) {
       say(opened.problem);
-      return ExitCode.wrapperFailed;
+      return exited(ExitCode.wrapperFailed);
     }
     say(`${opened.problem}\nsteve-job: --fallback run: running ${options.command} without a token`);
     return runWithoutToken(options.command, options.args);
   }
-  const { jobserver, from } = opened;
+  const { jobserver, from, inherited } = opened;
+  // In an inherited pool the first token is the slot the parent holds for this job.
+  const toRead = inherited ? options.tokens - 1 : options.tokens;
   const held: Token[] = [];
   try {
     if (options.verbose) {
-      say(
-        `${options.tokens} token(s) from ${formatJobserverAuth(jobserver.auth)} (${from}) for ${options.command}`,
-      );
+      const what = inherited
+        ? `the implicit slot + ${toRead} token(s)`
+        : `${options.tokens} token(s)`;
+      say(`${what} from ${formatJobserverAuth(jobserver.auth)} (${from}) for ${options.command}`);
     }
     if (options.noWait) {
-      const implicit = jobserver.tryAcquire(); // the slot runWithToken will take again at once
-      while (held.length < options.tokens) {
+      // Opened with the implicit slot either way: take it, then the tokens to read without
+      // waiting, and hand the slot back for runWithToken to take again at once (it stands
+      // for what is held here, or is this job's own slot in an inherited pool).
+      const implicit = jobserver.tryAcquire();
+      while (held.length < toRead) {
         const token = jobserver.tryAcquire();
         if (token === null) break;
         held.push(token);
       }
       implicit?.release();
-      if (held.length < options.tokens) {
+      if (held.length < toRead) {
+        const got = held.length + (inherited ? 1 : 0);
         say(
-          `no token free now (${held.length} of ${options.tokens} were; --no-wait): ${options.command} not run`,
+          `no token free now (${got} of ${options.tokens} were; --no-wait): ${options.command} not run`,
         );
-        return ExitCode.noTokenFree;
+        return exited(ExitCode.noTokenFree);
       }
     }
-    return await runWithToken(options.command, options.args, {
+    return await runWithTokenResult(options.command, options.args, {
       jobserver,
       tokens: options.noWait ? 1 : options.tokens,
       style: options.style,
@@ -256,5 +319,11 @@ export async function steveJob(
 }
 
 export async function main(argv: string[]): Promise<void> {
-  process.exitCode = await runMain('steve-job', () => steveJob(argv));
+  let signal: NodeJS.Signals | null = null;
+  process.exitCode = await runMain('steve-job', async () => {
+    const result = await steveJobResult(argv);
+    signal = result.signal;
+    return result.status;
+  });
+  dieOfSignal(signal);
 }
