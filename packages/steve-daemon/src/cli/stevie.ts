@@ -27,7 +27,14 @@ import {
 } from '@steve/protocol';
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
-import { CommandStartError, Jobserver, type RunStyle, runWithToken } from '@steve/jobserver-client';
+import {
+  CommandStartError,
+  Jobserver,
+  type RunStyle,
+  type RunWithTokenResult,
+  dieOfSignal,
+  runWithTokenResult,
+} from '@steve/jobserver-client';
 import { ControlClient, ControlClientError, controlSocketPath } from '../control/client.js';
 
 const SUBCOMMANDS = ['status', 'top', 'get', 'set', 'events', 'metrics', 'help'];
@@ -368,7 +375,12 @@ export async function findPool(controlPath: string, command: string): Promise<st
   );
 }
 
-/** `stevie [--] CMD ARGS…`: run CMD holding one token of the pool; its exit status is ours. */
+/**
+ * `stevie [--] CMD ARGS…`: run CMD holding one token of the pool; its exit
+ * status is ours. When CMD dies of SIGINT, SIGTERM, SIGHUP or SIGQUIT,
+ * stevie dies of it too once the token is back (so a shell loop around it
+ * stops on Ctrl-C); the status is what remains for any other signal.
+ */
 async function runCommand(
   commandLine: string[],
   controlPath: string,
@@ -378,8 +390,9 @@ async function runCommand(
   if (command === undefined) throw new StevieUsageError('usage: stevie [--] CMD ARGS…');
   const poolPath = await findPool(controlPath, command);
   const jobserver = Jobserver.fromAuth({ kind: 'fifo', path: poolPath }, { implicitSlot: false });
+  let result: RunWithTokenResult;
   try {
-    return await runWithToken(command, commandArgs, {
+    result = await runWithTokenResult(command, commandArgs, {
       jobserver,
       tokens: 1,
       style: style ?? 'auto',
@@ -390,6 +403,8 @@ async function runCommand(
   } finally {
     jobserver.close();
   }
+  dieOfSignal(result.signal);
+  return result.status;
 }
 
 /** steve's flags, in order: `-t`, `--get-X`, `--set-X N`. */
