@@ -13,6 +13,7 @@ import { basename, resolve } from 'node:path';
 import {
   DEFAULT_DEVICE_PATH,
   DEFAULT_FUSE_JOBSERVER_PATH,
+  JOBSERVER_ENV,
   InvalidArgumentError,
   type StatusResult,
   UnsupportedAuthError,
@@ -25,7 +26,7 @@ import { readStatus } from './control-status.js';
  * The environment variable naming the pool for the wrappers (`fifo:PATH`
  * or a path), for machines where the daemon serves somewhere else.
  */
-export const JOBSERVER_ENV = 'STEVE_JOBSERVER';
+export { JOBSERVER_ENV } from '@steve/protocol';
 
 /** A pool to use, how it was found, and its size when the daemon said. */
 export interface FoundPool {

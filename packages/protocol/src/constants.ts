@@ -22,6 +22,13 @@ export const FUSE_JOBSERVER_FILE = 'jobserver';
 export const FUSE_STATUS_FILE = 'status';
 export const DEFAULT_FUSE_JOBSERVER_PATH = `${DEFAULT_FUSE_DIR}/${FUSE_JOBSERVER_FILE}`;
 
+/**
+ * Names the pool for steve's own tools (emerge-shim, steve-job, the pytest
+ * plugin): `fifo:PATH` or a PATH, before they ask the daemon or try the
+ * default paths.
+ */
+export const JOBSERVER_ENV = 'STEVE_JOBSERVER';
+
 /** The control socket (`--control PATH`, or env `STEVE_CONTROL`). */
 export const DEFAULT_CONTROL_SOCKET_PATH = '/run/steve/control.sock';
 export const CONTROL_SOCKET_ENV = 'STEVE_CONTROL';
