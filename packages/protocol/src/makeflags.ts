@@ -164,13 +164,32 @@ const FLOAT_START = /^[\d.]/;
  * `unsupported` auth); throws InvalidArgumentError when `cwd` is relative.
  */
 export function parseMakeflags(value: string, cwd: string): MakeFlags {
-  if (!posix.isAbsolute(cwd)) {
-    throw new InvalidArgumentError(`cwd must be an absolute path, got '${cwd}'`);
-  }
   const words = splitMakeflagsWords(value);
   const first = words[0];
   if (first !== undefined && !first.startsWith('-') && !first.includes('=')) {
     words[0] = `-${first}`;
+  }
+  return parseMakeWords(words, cwd);
+}
+
+/**
+ * Parse GNU make's own command line (`make -C sub -j4 all FOO=1`) with the
+ * same rules as MAKEFLAGS, minus MAKEFLAGS' first-word letters: targets are
+ * ignored, `VAR=value` words are variables.
+ *
+ * @example
+ * parseMakeCommandLine(['-kj4', 'all'], '/src').jobs // 4
+ *
+ * Errors: as parseMakeflags.
+ */
+export function parseMakeCommandLine(args: readonly string[], cwd: string): MakeFlags {
+  return parseMakeWords([...args], cwd);
+}
+
+/** getopt_long over make's words (MAKEFLAGS after splitting, or argv). */
+function parseMakeWords(words: string[], cwd: string): MakeFlags {
+  if (!posix.isAbsolute(cwd)) {
+    throw new InvalidArgumentError(`cwd must be an absolute path, got '${cwd}'`);
   }
 
   const letters: string[] = [];

@@ -4,6 +4,7 @@ import {
   formatMakeflags,
   isDryRun,
   makeflagsForChild,
+  parseMakeCommandLine,
   parseMakeflags,
   splitMakeflagsWords,
   type MakeFlags,
@@ -144,5 +145,27 @@ describe('formatMakeflags / makeflagsForChild', () => {
     const flags = { ...EMPTY_MAKEFLAGS, variables: ['P=a b\\c$d'] };
     expect(formatMakeflags(flags)).toBe(' -- P=a\\ b\\\\c$$d');
     expect(parse(formatMakeflags(flags)).variables).toEqual(['P=a b\\c$d']);
+  });
+});
+
+describe('parseMakeCommandLine: make argv, the same rules without the first-word letters', () => {
+  it.each<[string[], number | 'unlimited' | null]>([
+    [['-kj4', 'all'], 4],
+    [['all', '-j2'], 2],
+    [['-j', '5'], 5],
+    [['-j'], 'unlimited'],
+    [['--jobs=3', 'install'], 3],
+    [['-C', 'sub', '-j2'], 2],
+    [['ks'], null],
+    [['--', '-j4'], null],
+    [['FOO=bar', 'all'], null],
+  ])('%j -> jobs %s', (args, jobs) => {
+    expect(parseMakeCommandLine(args, '/src').jobs).toBe(jobs);
+  });
+
+  it('keeps variables and letters', () => {
+    const flags = parseMakeCommandLine(['-k', 'all', 'FOO=a b'], '/src');
+    expect(flags.letters).toEqual(['k']);
+    expect(flags.variables).toEqual(['FOO=a b']);
   });
 });

@@ -27,7 +27,7 @@ import {
   dieOfSignal,
   runWithTokenResult,
 } from '@steve/jobserver-client';
-import { formatJobserverAuth } from '@steve/protocol';
+import { formatJobserverAuth, parseMakeCommandLine } from '@steve/protocol';
 import { controlSocketPath } from '../control-status.js';
 import { ExitCode } from '../exit-codes.js';
 import { NoPoolError, START_HINT, findPool, parsePoolSpec } from '../pool.js';
@@ -161,17 +161,9 @@ export function parseSteveJobArgs(argv: readonly string[]): SteveJobOptions | 'h
 export function makeCommandLineJobs(command: string, args: readonly string[]): number | null {
   const name = basename(command);
   if (name !== 'make' && name !== 'gmake') return null;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i] as string;
-    if (arg === '--') break;
-    const next = args[i + 1];
-    const attached = /^-[A-Za-z]*j(\d+)$/.exec(arg) ?? /^--jobs=(\d+)$/.exec(arg);
-    if (attached) return Number(attached[1]);
-    if (/^-[A-Za-z]*j$/.test(arg) || arg === '--jobs') {
-      return next !== undefined && /^\d+$/.test(next) ? Number(next) : 0;
-    }
-  }
-  return null;
+  // make's own getopt rules, from @steve/protocol (0: a bare -j, unlimited).
+  const jobs = parseMakeCommandLine(args, '/').jobs;
+  return jobs === null ? null : jobs === 'unlimited' ? 0 : jobs;
 }
 
 /** The warning for make's own `-j` (see {@link makeCommandLineJobs}). */
