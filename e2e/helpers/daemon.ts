@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from '@steve/test-support';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const DAEMON_BIN = join(REPO, 'packages', 'steve-daemon', 'bin', 'steve-daemon.js');
@@ -30,21 +31,6 @@ export interface RunningDaemon {
   /** Tokens out according to the status file. */
   out(): number;
   stop(): Promise<number | null>;
-}
-
-export async function waitFor<T>(
-  what: string,
-  check: () => T | undefined | null | false,
-  deadlineMs = 10_000,
-): Promise<T> {
-  const start = Date.now();
-  for (let delayMs = 2; ; delayMs = Math.min(delayMs * 2, 50)) {
-    const value = check();
-    if (value !== undefined && value !== null && value !== false) return value;
-    if (Date.now() - start > deadlineMs)
-      throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, delayMs));
-  }
 }
 
 function isMounted(dir: string): boolean {
@@ -148,26 +134,4 @@ export async function startDaemon(
   };
 }
 
-/** Intervals [start, end] from lines `start NAME NS` / `end NAME NS`; the most that overlap. */
-export function maxConcurrency(stampLines: string[]): number {
-  const events: Array<[number, number]> = [];
-  for (const line of stampLines) {
-    const [kind, , ns] = line.trim().split(/\s+/);
-    if (kind === 'start') events.push([Number(ns), 1]);
-    if (kind === 'end') events.push([Number(ns), -1]);
-  }
-  events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  let running = 0;
-  let most = 0;
-  for (const [, delta] of events) {
-    running += delta;
-    most = Math.max(most, running);
-  }
-  return most;
-}
-
-/** Resolves with the exit code once `child` has exited (also when it already has). */
-export function exitOf(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
-  return new Promise((resolveExit) => child.once('exit', (code) => resolveExit(code)));
-}
+export { exitOf, maxConcurrency, waitFor } from '@steve/test-support';

@@ -2,7 +2,7 @@
 // (fifo style; cargo is not GNU make), runs its first job on steve-job's
 // token and takes one more token for every further rustc or build script.
 // Build scripts that sleep and stamp show the pool's cap.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -17,6 +17,7 @@ import {
   tempDir,
   waitFor,
 } from './helpers.js';
+import { writeCargoWorkspace } from '@steve/test-support';
 
 const daemons: Daemon[] = [];
 afterEach(async () => {
@@ -24,44 +25,6 @@ afterEach(async () => {
   for (const daemon of daemons.splice(0)) await daemon.stop();
   removeTempDirs();
 });
-
-/** A workspace of `crates` local crates whose build scripts sleep `seconds` and stamp. */
-function writeCargoWorkspace(dir: string, crates: number, seconds: number): string {
-  const root = join(dir, 'ws');
-  const members = Array.from({ length: crates }, (_, i) => `crate${i}`);
-  mkdirSync(root, { recursive: true });
-  writeFileSync(
-    join(root, 'Cargo.toml'),
-    `[workspace]\nmembers = [${members.map((m) => `"${m}"`).join(', ')}]\nresolver = "2"\n`,
-  );
-  for (const name of members) {
-    mkdirSync(join(root, name, 'src'), { recursive: true });
-    writeFileSync(
-      join(root, name, 'Cargo.toml'),
-      `[package]\nname = "${name}"\nversion = "0.1.0"\nedition = "2021"\nbuild = "build.rs"\n`,
-    );
-    writeFileSync(join(root, name, 'src', 'lib.rs'), `pub fn ${name}() -> u32 { 1 }\n`);
-    writeFileSync(
-      join(root, name, 'build.rs'),
-      `use std::io::Write;
-fn stamp(kind: &str) {
-    let path = std::env::var("STAMPS").expect("STAMPS");
-    let ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
-    // One write(2) for the whole line: other jobs append to the same file.
-    f.write_all(format!("{} cargo-{} {}\\n", kind, env!("CARGO_PKG_NAME"), ns).as_bytes()).unwrap();
-}
-fn main() {
-    println!("cargo:rerun-if-changed=build.rs");
-    stamp("start");
-    std::thread::sleep(std::time::Duration::from_millis(${Math.round(seconds * 1000)}));
-    stamp("end");
-}
-`,
-    );
-  }
-  return root;
-}
 
 describe('steve-job -- cargo build', () => {
   it('runs at most as many build scripts at once as the pool has tokens; every token comes back', async () => {

@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { waitFor as sharedWaitFor } from '@steve/test-support';
 
 export const PACKAGE = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const REPO = resolve(PACKAGE, '..', '..');
@@ -14,21 +15,16 @@ export const STEVIE_BIN = join(REPO, 'packages', 'steve-daemon', 'bin', 'stevie.
 export const STEVE_JOB_BIN = join(PACKAGE, 'bin', 'steve-job.js');
 export const EMERGE_SHIM_BIN = join(PACKAGE, 'bin', 'emerge-shim.js');
 
-export async function waitFor<T>(
+/** Waits as the shared helper does, with a longer default deadline for these suites. */
+export function waitFor<T>(
   what: string,
   check: () => T | undefined | null | false,
   deadlineMs = 15_000,
 ): Promise<T> {
-  const start = Date.now();
-  for (let delayMs = 2; ; delayMs = Math.min(delayMs * 2, 50)) {
-    const value = check();
-    if (value !== undefined && value !== null && value !== false) return value;
-    if (Date.now() - start > deadlineMs) {
-      throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
-    }
-    await new Promise((r) => setTimeout(r, delayMs));
-  }
+  return sharedWaitFor(what, check, deadlineMs);
 }
+
+export { maxConcurrency } from '@steve/test-support';
 
 const tempDirs: string[] = [];
 
@@ -41,24 +37,6 @@ export function tempDir(prefix = 'emerge-shim-test-'): string {
 
 export function removeTempDirs(): void {
   for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-}
-
-/** Intervals from lines `start NAME NS` / `end NAME NS`: the most that overlap. */
-export function maxConcurrency(text: string): number {
-  const events: Array<[number, number]> = [];
-  for (const line of text.split('\n')) {
-    const [kind, , ns] = line.trim().split(/\s+/);
-    if (kind === 'start') events.push([Number(ns), 1]);
-    if (kind === 'end') events.push([Number(ns), -1]);
-  }
-  events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  let running = 0;
-  let most = 0;
-  for (const [, delta] of events) {
-    running += delta;
-    most = Math.max(most, running);
-  }
-  return most;
 }
 
 export interface ChildRun {

@@ -5,27 +5,14 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from '@steve/test-support';
 
 export const PACKAGE = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const REPO = resolve(PACKAGE, '..', '..');
 export const FIXTURES = join(PACKAGE, 'test', 'fixtures');
 export const DAEMON_BIN = join(REPO, 'packages', 'steve-daemon', 'bin', 'steve-daemon.js');
 
-export async function waitFor<T>(
-  what: string,
-  check: () => T | undefined | null | false,
-  deadlineMs = 10_000,
-): Promise<T> {
-  const start = Date.now();
-  for (let delayMs = 2; ; delayMs = Math.min(delayMs * 2, 50)) {
-    const value = check();
-    if (value !== undefined && value !== null && value !== false) return value;
-    if (Date.now() - start > deadlineMs) {
-      throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
-    }
-    await new Promise((r) => setTimeout(r, delayMs));
-  }
-}
+export { maxConcurrency, waitFor } from '@steve/test-support';
 
 export function tempDir(prefix = 'jobserver-client-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
@@ -34,24 +21,6 @@ export function tempDir(prefix = 'jobserver-client-test-'): string {
 export function mkfifo(path: string): void {
   const result = spawnSync('mkfifo', ['-m', '600', path]);
   if (result.status !== 0) throw new Error(`mkfifo ${path} failed`);
-}
-
-/** Intervals from lines `start NAME NS` / `end NAME NS`: the most that overlap. */
-export function maxConcurrency(text: string): number {
-  const events: Array<[number, number]> = [];
-  for (const line of text.split('\n')) {
-    const [kind, , ns] = line.trim().split(/\s+/);
-    if (kind === 'start') events.push([Number(ns), 1]);
-    if (kind === 'end') events.push([Number(ns), -1]);
-  }
-  events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  let running = 0;
-  let most = 0;
-  for (const [, delta] of events) {
-    running += delta;
-    most = Math.max(most, running);
-  }
-  return most;
 }
 
 export interface ChildRun {

@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from '@steve/test-support';
 
 export const PACKAGE = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const REPO = resolve(PACKAGE, '..', '..');
@@ -15,21 +16,7 @@ export const DAEMON_BIN = join(REPO, 'packages', 'steve-daemon', 'bin', 'steve-d
 /** Debian's python3, with python3-pytest and python3-pytest-xdist (PATH may hold another one). */
 export const PYTHON = '/usr/bin/python3';
 
-export async function waitFor<T>(
-  what: string,
-  check: () => T | undefined | null | false,
-  deadlineMs = 10_000,
-): Promise<T> {
-  const start = Date.now();
-  for (let delayMs = 2; ; delayMs = Math.min(delayMs * 2, 50)) {
-    const value = check();
-    if (value !== undefined && value !== null && value !== false) return value;
-    if (Date.now() - start > deadlineMs) {
-      throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
-    }
-    await new Promise((r) => setTimeout(r, delayMs));
-  }
-}
+export { maxConcurrency, waitFor } from '@steve/test-support';
 
 export function tempDir(prefix = 'pytest-bridge-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
@@ -52,25 +39,6 @@ export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
   }
   // Keep the source tree clean, and load plugins only when asked (as epytest does).
   return { ...env, PYTHONDONTWRITEBYTECODE: '1', PYTEST_DISABLE_PLUGIN_AUTOLOAD: '1', ...extra };
-}
-
-/** Intervals from lines `start NAME NS` / `end NAME NS`: the most that overlap. */
-export function maxConcurrency(text: string, prefix = ''): number {
-  const events: Array<[number, number]> = [];
-  for (const line of text.split('\n')) {
-    const [kind, name, ns] = line.trim().split(/\s+/);
-    if (name === undefined || !name.startsWith(prefix)) continue;
-    if (kind === 'start') events.push([Number(ns), 1]);
-    if (kind === 'end') events.push([Number(ns), -1]);
-  }
-  events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  let running = 0;
-  let most = 0;
-  for (const [, delta] of events) {
-    running += delta;
-    most = Math.max(most, running);
-  }
-  return most;
 }
 
 export interface SuiteOptions {

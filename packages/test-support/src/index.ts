@@ -1,0 +1,102 @@
+/**
+ * Helpers shared by the test suites (e2e and the packages' own tests):
+ * waiting for an event with a deadline, the stamps observer, and a
+ * generated cargo workspace whose build scripts sleep and stamp.
+ */
+
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Poll `check` (2 ms, doubling to 50 ms) until it gives a value, or fail after the deadline. */
+export async function waitFor<T>(
+  what: string,
+  check: () => T | undefined | null | false,
+  deadlineMs = 10_000,
+): Promise<T> {
+  const start = Date.now();
+  for (let delayMs = 2; ; delayMs = Math.min(delayMs * 2, 50)) {
+    const value = check();
+    if (value !== undefined && value !== null && value !== false) return value;
+    if (Date.now() - start > deadlineMs) {
+      throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, delayMs));
+  }
+}
+
+/** Resolves with the exit code once `child` has exited (also when it already has). */
+export function exitOf(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolveExit) => child.once('exit', (code) => resolveExit(code)));
+}
+
+/**
+ * The stamps observer: from lines `start NAME NS` / `end NAME NS` (text or
+ * lines), the most jobs that ran at once; only names starting with `prefix`.
+ */
+export function maxConcurrency(stamps: string | readonly string[], prefix = ''): number {
+  const lines = typeof stamps === 'string' ? stamps.split('\n') : stamps;
+  const events: Array<[number, number]> = [];
+  for (const line of lines) {
+    const [kind, name, ns] = line.trim().split(/\s+/);
+    if (name === undefined || !name.startsWith(prefix)) continue;
+    if (kind === 'start') events.push([Number(ns), 1]);
+    if (kind === 'end') events.push([Number(ns), -1]);
+  }
+  events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let running = 0;
+  let most = 0;
+  for (const [, delta] of events) {
+    running += delta;
+    most = Math.max(most, running);
+  }
+  return most;
+}
+
+/**
+ * A cargo workspace (`DIR/ws`) of `crates` local crates whose build scripts
+ * sleep `seconds` and append `start|end STAMPNAME+CRATE NS` lines to $STAMPS.
+ */
+export function writeCargoWorkspace(
+  dir: string,
+  crates: number,
+  seconds: number,
+  options: { stampName?: string } = {},
+): string {
+  const stampName = options.stampName ?? 'cargo-';
+  const root = join(dir, 'ws');
+  const members = Array.from({ length: crates }, (_, i) => `crate${i}`);
+  mkdirSync(root, { recursive: true });
+  writeFileSync(
+    join(root, 'Cargo.toml'),
+    `[workspace]\nmembers = [${members.map((m) => `"${m}"`).join(', ')}]\nresolver = "2"\n`,
+  );
+  for (const name of members) {
+    mkdirSync(join(root, name, 'src'), { recursive: true });
+    writeFileSync(
+      join(root, name, 'Cargo.toml'),
+      `[package]\nname = "${name}"\nversion = "0.1.0"\nedition = "2021"\nbuild = "build.rs"\n`,
+    );
+    writeFileSync(join(root, name, 'src', 'lib.rs'), `pub fn ${name}() -> u32 { 1 }\n`);
+    writeFileSync(
+      join(root, name, 'build.rs'),
+      `use std::io::Write;
+fn stamp(kind: &str) {
+    let path = std::env::var("STAMPS").expect("STAMPS");
+    let ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    // One write(2) for the whole line: other jobs append to the same file.
+    f.write_all(format!("{} ${stampName}{} {}\\n", kind, env!("CARGO_PKG_NAME"), ns).as_bytes()).unwrap();
+}
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    stamp("start");
+    std::thread::sleep(std::time::Duration::from_millis(${Math.round(seconds * 1000)}));
+    stamp("end");
+}
+`,
+    );
+  }
+  return root;
+}
