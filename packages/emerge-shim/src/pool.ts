@@ -9,11 +9,12 @@
  */
 
 import { existsSync } from 'node:fs';
-import { basename, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import {
   DEFAULT_DEVICE_PATH,
   DEFAULT_FUSE_JOBSERVER_PATH,
   JOBSERVER_ENV,
+  chooseFront,
   InvalidArgumentError,
   type StatusResult,
   UnsupportedAuthError,
@@ -123,24 +124,15 @@ export async function findPool(options: FindPoolOptions): Promise<FoundPool> {
         : null;
     return { ...named, jobs, status, controlProblem };
   }
-  if (status !== null) {
-    // ninja <= 1.13.2 accepts only a real fifo; everything else takes the device or file.
-    const order =
-      options.command !== undefined && basename(options.command) === 'ninja'
-        ? ['fifo', 'cuse', 'fuse']
-        : ['cuse', 'fuse', 'fifo'];
-    for (const kind of order) {
-      const front = status.fronts.find((f) => f.kind === kind);
-      if (front) {
-        return {
-          auth: { kind: 'fifo', path: front.path },
-          from: `the daemon at ${options.controlPath}`,
-          jobs: status.settings.jobs,
-          status,
-          controlProblem,
-        };
-      }
-    }
+  const front = status === null ? undefined : chooseFront(status.fronts, options.command);
+  if (status !== null && front !== undefined) {
+    return {
+      auth: { kind: 'fifo', path: front.path },
+      from: `the daemon at ${options.controlPath}`,
+      jobs: status.settings.jobs,
+      status,
+      controlProblem,
+    };
   }
   const defaults = options.defaultPaths ?? [DEFAULT_DEVICE_PATH, DEFAULT_FUSE_JOBSERVER_PATH];
   for (const path of defaults) {

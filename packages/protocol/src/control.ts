@@ -243,3 +243,24 @@ export function parseControlRequest(line: string): ParsedControlRequest {
 export function controlLine(message: ControlReply | ControlEventMessage): string {
   return `${JSON.stringify(message)}\n`;
 }
+
+/**
+ * Which of the daemon's fronts a command should be given: ninja <= 1.13.2
+ * accepts only a real fifo, so it gets the fifo front first; every other
+ * client takes the CUSE device, then the FUSE file.
+ *
+ * @example
+ * chooseFront(status.fronts, 'ninja')?.path // the fifo front's path, when there is one
+ */
+export function chooseFront(
+  fronts: StatusResult['fronts'],
+  command?: string,
+): StatusResult['fronts'][number] | undefined {
+  const name = command === undefined ? '' : command.slice(command.lastIndexOf('/') + 1);
+  const order = name === 'ninja' ? ['fifo', 'cuse', 'fuse'] : ['cuse', 'fuse', 'fifo'];
+  for (const kind of order) {
+    const front = fronts.find((f) => f.kind === kind);
+    if (front) return front;
+  }
+  return undefined;
+}

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   CONTROL_MAX_LINE_BYTES,
+  chooseFront,
   parseControlRequest,
   parseSettingValue,
   validateSettings,
@@ -104,5 +105,20 @@ describe('settings', () => {
     expect(parseSettingValue('jobs', 'none')).toEqual({
       error: 'jobs must be a whole number >= 1, got null',
     });
+  });
+});
+
+describe('chooseFront', () => {
+  const fronts = [
+    { kind: 'fuse', path: '/run/steve/jobserver' },
+    { kind: 'fifo', path: '/run/steve.fifo' },
+  ];
+  it('gives ninja (1.13 accepts only a real fifo) the fifo front, everyone else the device or file', () => {
+    expect(chooseFront(fronts, '/usr/bin/ninja')?.path).toBe('/run/steve.fifo');
+    expect(chooseFront(fronts, 'make')?.path).toBe('/run/steve/jobserver');
+    expect(chooseFront([{ kind: 'cuse', path: '/dev/steve' }, ...fronts], 'cargo')?.path).toBe(
+      '/dev/steve',
+    );
+    expect(chooseFront([], 'make')).toBeUndefined();
   });
 });

@@ -249,7 +249,7 @@ export function servingLine(front: RunningFront, jobs: number): string {
   return (
     `steve-daemon: serving ${jobs} tokens on ${front.jobserverPath} (${front.kind.toUpperCase()}); use MAKEFLAGS="${auth}"\n` +
     `  GNU make older than 4.4 stops on a fifo: auth; give it the pool as a descriptor instead: ` +
-    `MAKEFLAGS="--jobserver-auth=3,3" make 3<>${front.jobserverPath}`
+    `MAKEFLAGS="${formatJobserverAuth({ kind: 'pipe', readFd: 3, writeFd: 3 })}" make 3<>${front.jobserverPath}`
   );
 }
 

@@ -18,6 +18,7 @@ import {
   type ControlEventMessage,
   DEFAULT_DEVICE_PATH,
   DEFAULT_FUSE_JOBSERVER_PATH,
+  chooseFront,
   type PoolRecord,
   type SettingName,
   type Settings,
@@ -26,7 +27,6 @@ import {
   parseSettingValue,
 } from '@steve/protocol';
 import { existsSync } from 'node:fs';
-import { basename } from 'node:path';
 import {
   CommandStartError,
   Jobserver,
@@ -355,19 +355,15 @@ export async function stevie(
 
 /** The pool path to run a command against: the daemon's fronts, else the default paths. */
 export async function findPool(controlPath: string, command: string): Promise<string> {
-  let fronts: ReadonlyArray<{ kind: string; path: string }> = [];
+  let fronts: StatusResult['fronts'] = [];
   try {
     fronts = ((await withClient(controlPath, (c) => c.request({ type: 'status' }))) as StatusResult)
       .fronts;
   } catch (error) {
     if (!(error instanceof ControlClientError)) throw error;
   }
-  // ninja <= 1.13.2 accepts only a real fifo; everything else takes the device or file.
-  const order = basename(command) === 'ninja' ? ['fifo', 'cuse', 'fuse'] : ['cuse', 'fuse', 'fifo'];
-  for (const kind of order) {
-    const front = fronts.find((f) => f.kind === kind);
-    if (front) return front.path;
-  }
+  const front = chooseFront(fronts, command);
+  if (front) return front.path;
   for (const path of [DEFAULT_DEVICE_PATH, DEFAULT_FUSE_JOBSERVER_PATH])
     if (existsSync(path)) return path;
   throw new ControlClientError(
