@@ -146,7 +146,9 @@ export function chooseChildStyle(
  * environment names none; InvalidArgumentError for `tokens < 1` or
  * `style: 'fifo'` on an inherited pipe; CommandStartError when the
  * command cannot be started (ENOENT, EACCES); the signal's reason when
- * aborted before the start; whatever `acquire()` rejects with.
+ * aborted before the start; whatever `acquire()` rejects with; the first
+ * error of a token's write-back (`Token.release`), thrown after every
+ * token was released and an owned pool closed.
  */
 export async function runWithToken(
   command: string,
@@ -218,9 +220,27 @@ export async function runWithTokenResult(
     debug('running %s with %d token(s), %s style', command, count, style);
     return await spawnAndWait(command, args, cwd, spawnOptions, options.signal);
   } finally {
-    for (const token of tokens) token.release();
-    if (owned) jobserver.close();
+    releaseAll(tokens, owned ? jobserver : null);
   }
+}
+
+/**
+ * Release every token, then close `owned` (the pool runWithToken opened
+ * itself), even when a release throws (a write-back refused with ENOSPC or
+ * EAGAIN): one failed write must not keep the other tokens from the pool or
+ * leave the descriptor open. The first error is rethrown once all are done.
+ */
+function releaseAll(tokens: readonly Token[], owned: Jobserver | null): void {
+  let failure: { error: unknown } | null = null;
+  for (const token of tokens) {
+    try {
+      token.release();
+    } catch (error) {
+      failure ??= { error };
+    }
+  }
+  owned?.close();
+  if (failure !== null) throw failure.error;
 }
 
 function spawnAndWait(

@@ -5,13 +5,12 @@
  * 4.3 as `make 3<>DIR/jobserver` with `--jobserver-auth=3,3`.
  */
 
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { FUSE_JOBSERVER_FILE } from '@steve/protocol';
 import type { PoolServer } from '../daemon/pool-server.js';
 import { startFuse } from '../native/addon.js';
-import { mountAt } from './mounts.js';
+import { detachMount, mountAt, probeMount } from './mounts.js';
 import { SessionFront } from './session-front.js';
 
 export interface FuseFrontOptions {
@@ -39,7 +38,13 @@ export class FrontInUseError extends Error {
   readonly code = 'ERR_STEVE_IN_USE';
 }
 
-/** Clear a stale steve mount at `dir` (its daemon died); refuse a live one. */
+/**
+ * Clear a stale steve mount at `dir` (its daemon died, or it is stopped or
+ * hung and does not answer); refuse a live one. Never stats into the mount
+ * itself: a stat on a mount whose server does not answer blocks forever,
+ * and with it the daemon's start-up. The mount's server is asked from a
+ * child process with a deadline ({@link probeMount}).
+ */
 export function prepareMountPoint(dir: string, log: (line: string) => void): void {
   const mounted = mountAt(dir);
   if (!mounted) {
@@ -51,26 +56,28 @@ export function prepareMountPoint(dir: string, log: (line: string) => void): voi
       `${dir} already has a ${mounted.fsType} file system mounted on it; choose another directory with --fuse DIR`,
     );
   }
-  let stale = false;
-  try {
-    statSync(resolve(dir, FUSE_JOBSERVER_FILE));
-  } catch (error) {
-    stale = (error as NodeJS.ErrnoException).code === 'ENOTCONN';
-  }
-  if (!stale) {
+  const answer = probeMount(resolve(dir, FUSE_JOBSERVER_FILE));
+  if (answer.kind === 'answered') {
     throw new FrontInUseError(
       `another steve-daemon is already serving ${dir}; stop it first (kill its process), or serve elsewhere with --fuse DIR`,
     );
   }
-  log(`steve-daemon: clearing the stale mount at ${dir} left by a daemon that died`);
-  const result = spawnSync('umount', ['-l', dir], { encoding: 'utf8' });
-  if (result.status !== 0) {
-    const fallback = spawnSync('fusermount3', ['-u', '-z', dir], { encoding: 'utf8' });
-    if (fallback.status !== 0) {
-      throw new FrontInUseError(
-        `cannot clear the stale mount at ${dir}: ${(result.stderr || fallback.stderr).trim()}; run 'umount -l ${dir}' as root`,
-      );
-    }
+  if (answer.kind === 'disconnected') {
+    log(`steve-daemon: clearing the stale mount at ${dir} left by a daemon that died`);
+  } else {
+    // A server that does not answer serves nobody: every client that opens
+    // the file blocks. Detaching gives new clients a pool that answers and
+    // leaves the open files to it: should it resume, its clients and ours
+    // draw on two pools until they close them.
+    log(
+      `steve-daemon: the steve mount at ${dir} did not answer within ${answer.waitedMs} ms (its daemon is stopped or hung); detaching it (umount -l) and serving here`,
+    );
+  }
+  const detached = detachMount(dir);
+  if (!detached.detached) {
+    throw new FrontInUseError(
+      `cannot clear the stale mount at ${dir}: ${detached.reason}; run 'umount -l ${dir}' as root`,
+    );
   }
 }
 
