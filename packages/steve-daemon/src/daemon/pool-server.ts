@@ -40,6 +40,8 @@ export interface ServerServices {
   sample(config: SchedulerConfig): Promise<ProbeSample>;
   /** A line for the log. */
   log(line: string): void;
+  /** `/proc/<tid>/status` of a thread, or null when it cannot be read (default: the real /proc). */
+  readProcStatus?(tid: number): string | null;
 }
 
 export interface PoolServerOptions {
@@ -115,7 +117,7 @@ export class PoolServer {
   private readonly scheduler: Scheduler;
   private readonly services: ServerServices;
   private readonly verbose: boolean;
-  readonly threadGroups = new ThreadGroups();
+  readonly threadGroups: ThreadGroups;
 
   private nextRequestId = 1;
   private nextFileId = 1;
@@ -134,6 +136,8 @@ export class PoolServer {
   constructor(options: PoolServerOptions) {
     this.scheduler = new Scheduler({ config: options.config });
     this.services = options.services;
+    const readStatus = options.services.readProcStatus;
+    this.threadGroups = new ThreadGroups(readStatus ? (tid) => readStatus(tid) : undefined);
     this.verbose = options.verbose ?? false;
   }
 
@@ -197,7 +201,10 @@ export class PoolServer {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    for (const watch of this.watches.values()) watch.close();
+    for (const [pid, watch] of this.watches) {
+      watch.close();
+      this.threadGroups.forgetProcess(pid);
+    }
     this.watches.clear();
   }
 
@@ -313,6 +320,7 @@ export class PoolServer {
       return;
     }
     this.watches.set(pid, watch);
+    this.threadGroups.rememberWatched(pid);
   }
 
   private setTimer(atMs: number | null): void {

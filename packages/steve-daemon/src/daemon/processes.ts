@@ -6,40 +6,48 @@
 
 import { readFileSync } from 'node:fs';
 
-/** Thread ids seen recently -> their thread group; bounded, dropped when a process exits. */
+/**
+ * Thread id -> thread group, remembered only for processes the pool server
+ * watches with a pidfd.
+ *
+ * Why only those: thread ids come back (pid_max is 32768 on many systems),
+ * and an entry is only safe to keep while something tells us when it goes
+ * stale. A watched process's exit is reported (pidfd readable) before its id
+ * can be handed out again, and `forgetProcess` runs then. A process that only
+ * opens the jobserver (a make 4.4 sub-make running one job, every rustc that
+ * calls jobserver-rs `from_env`) is never watched, so it is never
+ * remembered; neither is a failed `/proc` read (hidepid, EMFILE). Helper
+ * threads are looked up on every request: one may end and its id go to a new
+ * process while its own process still runs.
+ */
 export class ThreadGroups {
-  private readonly cache = new Map<number, number>();
+  private readonly watched = new Set<number>();
 
-  constructor(
-    private readonly readStatus: (tid: number) => string | null = readProcStatus,
-    private readonly maxEntries = 65_536,
-  ) {}
+  constructor(private readonly readStatus: (tid: number) => string | null = readProcStatus) {}
 
   /**
    * The process of thread `tid` (0 stays 0: a caller in another pid
-   * namespace). A thread that is already gone counts as its own process.
+   * namespace). A thread whose status cannot be read (twice) counts as its
+   * own process for this request only: right for a main thread, and not
+   * remembered, so a wrong guess for a helper thread lasts one request.
    */
   processOf(tid: number): number {
     if (tid <= 0) return 0;
-    const cached = this.cache.get(tid);
-    if (cached !== undefined) return cached;
-    const status = this.readStatus(tid);
+    if (this.watched.has(tid)) return tid;
+    // One retry: EMFILE and the like are usually over by the next call.
+    const status = this.readStatus(tid) ?? this.readStatus(tid);
     const match = status === null ? null : /^Tgid:\s+(\d+)$/m.exec(status);
-    const tgid = match ? Number(match[1]) : tid;
-    // Only a process's main thread is remembered: it lives as long as the
-    // process (forgotten at its exit). Another thread may end and its id be
-    // reused by a new process before its own process exits, so those ids are
-    // looked up again on every request.
-    if (tgid === tid) {
-      if (this.cache.size >= this.maxEntries) this.cache.clear();
-      this.cache.set(tid, tgid);
-    }
-    return tgid;
+    return match ? Number(match[1]) : tid;
   }
 
-  /** Forget the threads of a process that exited (their ids may be reused). */
+  /** A pidfd now watches process `pid`: its main thread id is its own until `forgetProcess`. */
+  rememberWatched(pid: number): void {
+    this.watched.add(pid);
+  }
+
+  /** Process `pid` exited (or its watch was closed): its id may be reused. */
   forgetProcess(pid: number): void {
-    this.cache.delete(pid); // only main threads are cached
+    this.watched.delete(pid);
   }
 }
 
