@@ -54,6 +54,18 @@ interface Waiter {
   queued: boolean;
 }
 
+/**
+ * An O_NONBLOCK read that could be granted but for a stale probe sample: it
+ * is answered (token or EAGAIN) as soon as the sample it asked for arrives,
+ * typically well under a millisecond later. Without this, a non-blocking
+ * reader (ninja) would be decided on an old sample, or throttled because no
+ * one waits and so no sample is ever taken.
+ */
+interface SampleWait {
+  readonly requestId: RequestId;
+  readonly client: Client;
+}
+
 interface Reservation {
   readonly expiresAtMs: number;
 }
@@ -79,6 +91,8 @@ interface Client {
   waiterCount: number;
   /** Poll waiters by file (one per file per client); created on the first poll. */
   pollWaiters: Map<FileId, Waiter> | null;
+  /** Its O_NONBLOCK reads waiting for a fresh sample (see SampleWait). */
+  sampleWaits: number;
 }
 
 export interface SchedulerOptions {
@@ -96,6 +110,8 @@ export class Scheduler {
   private readonly clients = new Map<number, Client>();
   private readonly openFiles = new Set<FileId>();
   private readonly readWaiters = new Map<RequestId, Waiter>();
+  /** O_NONBLOCK reads waiting for a fresh sample, in arrival order. */
+  private readonly sampleWaits = new Map<RequestId, SampleWait>();
   /** Poll waiters by the file they polled, to drop them when it closes. */
   private readonly pollWaitersByFile = new Map<FileId, Set<Waiter>>();
   /** Clients holding a reservation (at most `jobs` of them). */
@@ -167,6 +183,7 @@ export class Scheduler {
         break;
     }
     this.dispatch();
+    this.answerSampleWaits();
     this.maybeRequestSample();
     this.updateTimer();
     return this.effects;
@@ -247,7 +264,12 @@ export class Scheduler {
       return;
     }
     if (!blocking) {
-      this.reply(requestId, { kind: 'error', errno: 'EAGAIN' });
+      if (client.waiterCount === 0 && this.grantableOnFreshSample(client)) {
+        this.sampleWaits.set(requestId, { requestId, client });
+        client.sampleWaits += 1;
+      } else {
+        this.reply(requestId, { kind: 'error', errno: 'EAGAIN' });
+      }
       return;
     }
     const waiter = this.newWaiter('read', client, fileId, requestId, 0);
@@ -322,6 +344,13 @@ export class Scheduler {
   }
 
   private onInterrupt(requestId: RequestId): void {
+    const sampleWait = this.sampleWaits.get(requestId);
+    if (sampleWait) {
+      this.sampleWaits.delete(requestId);
+      sampleWait.client.sampleWaits -= 1;
+      this.reply(requestId, { kind: 'error', errno: 'EINTR' });
+      return;
+    }
     const waiter = this.readWaiters.get(requestId);
     if (!waiter) return; // already answered: nothing to do, never a second reply
     this.removeWaiter(waiter);
@@ -392,8 +421,9 @@ export class Scheduler {
 
   /** Grant to waiters, best first, while the capacity allows. */
   private dispatch(): void {
-    const capacity = this.capacity();
-    while (this.out < capacity) {
+    // The capacity is taken again after every grant: near the memory limit a
+    // grant itself lowers it (settling).
+    while (this.out < this.grantCapacity()) {
       const client = this.queue.peek();
       if (!client) return;
       let readWaiter: Waiter | undefined;
@@ -469,7 +499,40 @@ export class Scheduler {
 
   /** True when `client` may take a token now without passing anyone. */
   private canGrantNow(client: Client): boolean {
-    return this.out < this.capacity() && this.queue.size === 0 && !this.atProcessLimit(client);
+    return this.out < this.grantCapacity() && this.queue.size === 0 && !this.atProcessLimit(client);
+  }
+
+  /**
+   * True when an O_NONBLOCK read is refused only for want of a sample that is
+   * due now: then it waits for that sample instead of getting EAGAIN.
+   */
+  private grantableOnFreshSample(client: Client): boolean {
+    return (
+      this.limitsConfigured(this.config) &&
+      this.sampleDueNow() &&
+      this.out < this.config.jobs &&
+      this.queue.size === 0 &&
+      !this.atProcessLimit(client)
+    );
+  }
+
+  /** Answer the O_NONBLOCK reads that waited for a sample once no sample is due any more. */
+  private answerSampleWaits(): void {
+    if (this.sampleWaits.size === 0) return;
+    if (this.limitsConfigured(this.config) && this.sampleDueNow()) return;
+    for (const wait of [...this.sampleWaits.values()]) {
+      this.sampleWaits.delete(wait.requestId);
+      wait.client.sampleWaits -= 1;
+      if (wait.client.reservation !== null) {
+        // Its process was polling too and got a reservation meanwhile: this read takes it.
+        this.consumeReservation(wait.client);
+        this.giveToken(wait.client, wait.requestId, true);
+      } else if (wait.client.waiterCount === 0 && this.canGrantNow(wait.client)) {
+        this.giveToken(wait.client, wait.requestId, false);
+      } else {
+        this.reply(wait.requestId, { kind: 'error', errno: 'EAGAIN' });
+      }
+    }
   }
 
   private atProcessLimit(client: Client): boolean {
@@ -479,6 +542,22 @@ export class Scheduler {
 
   // ---- capacity and limits ----------------------------------------------
 
+  /**
+   * How many tokens may be out for a grant decided now. With a limit set,
+   * anything above `minJobs` needs a sample younger than `limitRecheckMs`,
+   * whatever the path (blocking read, O_NONBLOCK read, poll reservation):
+   * a sample from an hour ago says nothing about the load now.
+   */
+  private grantCapacity(): number {
+    if (!this.limitsConfigured(this.config)) return this.config.jobs;
+    const sampledAtMs = this.lastSampleAtMs;
+    if (sampledAtMs === null || this.now >= sampledAtMs + this.config.limitRecheckMs) {
+      return Math.min(this.config.jobs, this.config.minJobs);
+    }
+    return this.capacity();
+  }
+
+  /** The capacity the last sample allows (what `status` shows). */
   private capacity(): number {
     const { jobs, minJobs } = this.config;
     return this.limitedBy() === null ? jobs : Math.min(jobs, minJobs);
@@ -537,12 +616,21 @@ export class Scheduler {
     );
   }
 
-  /** Ask for a probe sample when a limit is set, someone waits and the last one is stale. */
+  /** A new sample is due: none yet, or the recheck interval (after the last grant, when settling) is over. */
+  private sampleDueNow(): boolean {
+    const due = this.sampleDueAtMs();
+    return due === null || this.now >= due;
+  }
+
+  /**
+   * Ask for a probe sample when a limit is set, someone waits (a queued
+   * reader or poller, or an O_NONBLOCK read) and one is due. An idle pool
+   * asks for nothing.
+   */
   private maybeRequestSample(): void {
     if (this.samplePending || !this.limitsConfigured(this.config)) return;
-    if (this.waiting === 0 && this.lastSampleAtMs !== null) return;
-    const due = this.sampleDueAtMs();
-    if (due !== null && this.now < due) return;
+    if (this.waiting === 0 && this.sampleWaits.size === 0) return;
+    if (!this.sampleDueNow()) return;
     this.samplePending = true;
     this.effects.push({ type: 'sample-request' });
   }
@@ -592,6 +680,7 @@ export class Scheduler {
         tail: null,
         waiterCount: 0,
         pollWaiters: null,
+        sampleWaits: 0,
       };
       this.clients.set(id, client);
       if (pid > 0) this.effects.push({ type: 'watch', pid });
@@ -605,6 +694,14 @@ export class Scheduler {
     this.held -= client.held;
     client.held = 0;
     this.dropReservation(client);
+    if (client.sampleWaits > 0) {
+      for (const wait of [...this.sampleWaits.values()]) {
+        if (wait.client !== client) continue;
+        this.sampleWaits.delete(wait.requestId);
+        this.reply(wait.requestId, { kind: 'error', errno: 'EINTR' });
+      }
+      client.sampleWaits = 0;
+    }
     const waiting: Waiter[] = [];
     for (let waiter = client.head; waiter !== null; waiter = waiter.next) waiting.push(waiter);
     for (const waiter of waiting) {

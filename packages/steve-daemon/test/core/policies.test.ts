@@ -259,10 +259,12 @@ describe('capacity', () => {
   it('load limit: above it only minJobs tokens go out; re-sampled while someone waits', () => {
     const h = new Harness({ jobs: 4, maxLoadAverage: 2, minJobs: 1, limitRecheckMs: 1000 });
     const first = h.read(100);
+    expect(h.gotToken(first)).toBe(true); // within minJobs: no sample needed
+    expect(h.sampleRequests).toBe(0);
+    const second = h.read(200); // beyond minJobs: waits for a sample
+    expect(h.reply(second)).toBeUndefined();
     expect(h.sampleRequests).toBe(1);
-    expect(h.gotToken(first)).toBe(true); // no sample yet: the limit does not hold
     h.send({ type: 'sample', sample: { loadAverage1: 5 } });
-    const second = h.read(200);
     expect(h.reply(second)).toBeUndefined();
     expect(h.snapshot.limitedBy).toBe('load');
     expect(h.timerAtMs).toBe(1000);
