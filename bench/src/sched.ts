@@ -167,10 +167,10 @@ function memoryHeavy(): ScenarioResult {
   };
 }
 
-/** 6. A client killed while holding tokens (crash), next to three others. */
-function crashedClient(): ScenarioResult {
+/** The builds of scenario 5: one of them is SIGKILLed at 20 s (pid 1000, the first build). */
+export function crashBuilds(): BuildSpec[] {
   const random = new Random(6);
-  const builds: BuildSpec[] = [
+  return [
     {
       name: 'crashes',
       behaviour: 'blocking',
@@ -185,27 +185,111 @@ function crashedClient(): ScenarioResult {
       jobs: flatJobs(random, 200, 1000),
     })),
   ];
+}
+
+/** 5. A client killed while holding tokens (crash), next to three others. */
+function crashedClient(): ScenarioResult {
+  const builds = crashBuilds();
   const rows = pools(JOBS).map((pool) => {
+    // lostTokens comes from the core's books once every process has exited;
+    // a build that never ended would keep its tokens counted as live, so
+    // the verdict needs every build to have ended too.
     const result = simulate({ builds, pool });
-    return {
-      ...result,
-      verdict: pool.kind === 'steve' ? (result.lostTokens === 0 ? 'met' : 'MISSED') : 'reference',
-    };
+    const allEnded = result.builds.every((b) => b.doneAtMs !== null);
+    const ok = result.lostTokens === 0 && allEnded;
+    return { ...result, verdict: pool.kind === 'steve' ? (ok ? 'met' : 'MISSED') : 'reference' };
   });
   return {
     id: 'crash',
     title: '5. One of four builds is SIGKILLed at 20 s holding tokens, -j8',
-    target: 'no token lost (steve reclaims through pidfd; a kernel pipe cannot)',
+    target:
+      'no token lost, counted from the core after every build has ended (steve reclaims through pidfd; a kernel pipe cannot)',
     rows,
   };
 }
 
-export interface SchedBenchResult {
-  readonly scenarios: readonly ScenarioResult[];
+/** Scenario 6's sizes, and its two targets. */
+export const THROUGHPUT_CLIENTS = [100, 1000, 10_000] as const;
+export const MIN_EVENTS_PER_SECOND = 200_000;
+/** "Flat": ns/event at 10,000 waiting clients at most this many times that at 100. */
+export const MAX_COST_GROWTH = 1.5;
+/** Interleaved rounds, each measuring every size once; verdicts take the median. */
+const THROUGHPUT_ROUNDS = 5;
+
+export interface ThroughputSummary {
+  /** Per size, the round with the median rate. */
   readonly throughput: readonly ThroughputResult[];
-  readonly throughputVerdict: string;
-  /** ns/event at 10,000 clients over ns/event at 100 clients. */
+  /** Per size, the slowest and fastest round (events/s). */
+  readonly rangeEventsPerSecond: ReadonlyArray<{
+    readonly clients: number;
+    readonly min: number;
+    readonly max: number;
+  }>;
+  /** ns/event at the largest size over ns/event at the smallest, per round (paired). */
+  readonly costGrowthPerRound: readonly number[];
+  /** Median of `costGrowthPerRound`. */
   readonly costGrowth: number;
+  readonly rateVerdict: string;
+  readonly flatVerdict: string;
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/**
+ * Scenario 6's verdicts from rounds of measurements (each round holds one
+ * result per size, taken back to back): the rate at the largest size is the
+ * median over rounds; the growth is the median of each round's own ratio, so
+ * a busy moment on the machine slows both sides of a ratio, not one.
+ */
+export function summariseThroughput(
+  rounds: ReadonlyArray<readonly ThroughputResult[]>,
+): ThroughputSummary {
+  const sizes = [...new Set(rounds.flat().map((t) => t.clients))].sort((a, b) => a - b);
+  const smallest = sizes[0];
+  const largest = sizes.at(-1);
+  if (rounds.length === 0 || smallest === undefined || largest === undefined)
+    throw new Error('summariseThroughput: no measurements');
+  const rateIn = (round: readonly ThroughputResult[], clients: number): number => {
+    const found = round.find((t) => t.clients === clients);
+    if (!found) throw new Error(`summariseThroughput: a round has no run with ${clients} clients`);
+    return found.eventsPerSecond;
+  };
+  const throughput = sizes.map((clients) => {
+    const runs = rounds
+      .map((round) => round.find((t) => t.clients === clients) as ThroughputResult)
+      .sort((a, b) => a.eventsPerSecond - b.eventsPerSecond);
+    return runs[(runs.length - 1) >> 1] as ThroughputResult;
+  });
+  const rangeEventsPerSecond = sizes.map((clients) => {
+    const rates = rounds.map((round) => rateIn(round, clients));
+    return { clients, min: Math.min(...rates), max: Math.max(...rates) };
+  });
+  // ns/event grows as events/s falls: growth = rate(smallest) / rate(largest).
+  const costGrowthPerRound = rounds.map(
+    (round) => rateIn(round, smallest) / rateIn(round, largest),
+  );
+  const costGrowth = median(costGrowthPerRound);
+  const rateAtLargest = median(rounds.map((round) => rateIn(round, largest)));
+  return {
+    throughput,
+    rangeEventsPerSecond,
+    costGrowthPerRound,
+    costGrowth,
+    rateVerdict: rateAtLargest >= MIN_EVENTS_PER_SECOND ? 'met' : 'MISSED',
+    flatVerdict: costGrowth <= MAX_COST_GROWTH ? 'met' : 'MISSED',
+  };
+}
+
+export interface SchedBenchResult extends ThroughputSummary {
+  readonly scenarios: readonly ScenarioResult[];
+  /** Both halves of scenario 6's target: the rate and the flat cost. */
+  readonly throughputVerdict: string;
 }
 
 /** Every simulated scenario (virtual clock: deterministic). */
@@ -215,20 +299,20 @@ export function runScenarios(): ScenarioResult[] {
 
 export function runSchedBench(): SchedBenchResult {
   const scenarios = runScenarios();
-  // Best of three runs per size: the other core may be busy.
-  const throughput = [100, 1000, 10_000].map((clients) =>
-    [0, 1, 2]
-      .map(() => measureCoreThroughput(clients))
-      .reduce((a, b) => (b.eventsPerSecond > a.eventsPerSecond ? b : a)),
-  );
-  const rateAt = (clients: number): number =>
-    throughput.find((t) => t.clients === clients)?.eventsPerSecond ?? 0;
-  const costGrowth = rateAt(100) / rateAt(10_000);
+  // Rounds interleave the sizes (order rotated each round), so that the
+  // machine's other load and thermal state fall on every size alike.
+  const rounds = Array.from({ length: THROUGHPUT_ROUNDS }, (_, round) => {
+    const order = THROUGHPUT_CLIENTS.map(
+      (_, i) => THROUGHPUT_CLIENTS[(i + round) % THROUGHPUT_CLIENTS.length] as number,
+    );
+    return order.map((clients) => measureCoreThroughput(clients));
+  });
+  const summary = summariseThroughput(rounds);
   return {
     scenarios,
-    throughput,
-    throughputVerdict: rateAt(10_000) >= 200_000 ? 'met' : 'MISSED',
-    costGrowth,
+    ...summary,
+    throughputVerdict:
+      summary.rateVerdict === 'met' && summary.flatVerdict === 'met' ? 'met' : 'MISSED',
   };
 }
 
@@ -250,20 +334,34 @@ export function schedMarkdown(result: SchedBenchResult): string {
     if (scenario.note) lines.push('', scenario.note);
     lines.push('');
   }
+  const largest = THROUGHPUT_CLIENTS.at(-1) as number;
+  const smallest = THROUGHPUT_CLIENTS[0];
+  const n = (x: number): string => Math.round(x).toLocaleString('en-US');
+  const largestRate = result.throughput.find((t) => t.clients === largest)?.eventsPerSecond ?? 0;
   lines.push(
     '### 6. Scale: the core alone, one blocking waiter per client, records on',
     '',
-    'Target: >= 200,000 events/s with 10,000 waiting clients, cost per event flat as clients grow.',
-    `Cost per event at 10,000 clients is ${result.costGrowth.toFixed(2)}× that at 100. The queue is O(1) per operation (one FIFO per held-token count, a small heap for the rare out-of-order key); what grows is memory: with 10,000 waiting clients each waiter lives through ~10,000 events, so the working set outgrows the CPU caches and V8 promotes the waiters out of its young generation. Best of three runs per size; the harness itself keeps no per-client tables.`,
+    `Target: >= ${n(MIN_EVENTS_PER_SECOND)} events/s with ${n(largest)} waiting clients, and cost per event flat as clients grow (ns/event at ${n(largest)} clients <= ${MAX_COST_GROWTH}× that at ${n(smallest)}).`,
     '',
-    '| clients waiting | events | events/s | ns/event | target |',
+    `${THROUGHPUT_ROUNDS} interleaved rounds, each running every size once (600,000 events after a warm-up); the table shows the median round per size and the range over rounds. The harness itself keeps no per-client tables.`,
+    '',
+    '| clients waiting | events | events/s (median) | ns/event (median) | events/s range over rounds |',
     '|---|---|---|---|---|',
   );
   for (const t of result.throughput) {
+    const range = result.rangeEventsPerSecond.find((r) => r.clients === t.clients);
     lines.push(
-      `| ${t.clients.toLocaleString('en-US')} | ${t.events.toLocaleString('en-US')} | ${Math.round(t.eventsPerSecond).toLocaleString('en-US')} | ${(1e9 / t.eventsPerSecond).toFixed(0)} | ${result.throughputVerdict} |`,
+      `| ${n(t.clients)} | ${n(t.events)} | ${n(t.eventsPerSecond)} | ${(1e9 / t.eventsPerSecond).toFixed(0)} | ${range ? `${n(range.min)} – ${n(range.max)}` : '-'} |`,
     );
   }
+  lines.push(
+    '',
+    `- rate: median ${n(largestRate)} events/s with ${n(largest)} waiting clients (target >= ${n(MIN_EVENTS_PER_SECOND)}): **${result.rateVerdict}**`,
+    `- flat: ns/event at ${n(largest)} clients is ${result.costGrowth.toFixed(2)}× that at ${n(smallest)}, median of the rounds' own ratios (${result.costGrowthPerRound.map((g) => g.toFixed(2)).join(', ')}; target <= ${MAX_COST_GROWTH}×): **${result.flatVerdict}**`,
+    `- scenario 6 overall: **${result.throughputVerdict}**`,
+    '',
+    'The queue is O(1) per operation (one FIFO per held-token count, a small heap for the rare out-of-order key); the growth is attributed to memory: with 10,000 waiting clients each waiter lives through ~10,000 events, so the working set outgrows the CPU caches and V8 promotes the waiters out of its young generation.',
+  );
   lines.push('');
   return lines.join('\n');
 }

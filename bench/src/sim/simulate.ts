@@ -6,11 +6,16 @@
 import { Build, type BuildObserver, type BuildSpec, criticalPathMs } from './build.js';
 import { EventLoop } from './loop.js';
 import { Machine } from './machine.js';
-import { CorePool, PipePool, type SimPool } from './pools.js';
+import { CorePool, type CorePoolFaults, PipePool, type SimPool } from './pools.js';
 import type { SchedulerConfig } from 'steve-daemon/core';
 
 export type PoolKind =
-  | { readonly kind: 'steve'; readonly config: Partial<SchedulerConfig> & { jobs: number } }
+  | {
+      readonly kind: 'steve';
+      readonly config: Partial<SchedulerConfig> & { jobs: number };
+      /** Injected faults, for tests that show a check can fail. */
+      readonly faults?: CorePoolFaults;
+    }
   | { readonly kind: 'pipe'; readonly jobs: number };
 
 export interface SimulationInput {
@@ -62,7 +67,7 @@ export function simulate(input: SimulationInput): SimulationResult {
   const jobs = input.pool.kind === 'steve' ? input.pool.config.jobs : input.pool.jobs;
   const pool: SimPool =
     input.pool.kind === 'steve'
-      ? new CorePool(loop, machine, input.pool.config)
+      ? new CorePool(loop, machine, input.pool.config, input.pool.faults)
       : new PipePool(loop, jobs);
 
   const waits: number[] = [];
