@@ -199,6 +199,30 @@ void OnRequestInterrupted(fuse_req_t req, void* data) {
       static_cast<uint64_t>(reinterpret_cast<uintptr_t>(data)));
 }
 
+// The open reply for the jobserver file, built here because libfuse 3.14's
+// fuse_file_info has no bit for FOPEN_STREAM (Linux >= 5.2). A stream has no
+// file position, so the kernel takes no position lock (fdget_pos) for it:
+// without this, one open file description of a FUSE *regular file* shared by
+// a blocked reader and a writer (two threads, or parent and child after
+// fork, as GNU make hands `3<>FILE` to recipes) serialises the two, and the
+// writer's token return never reaches us. Pipes and character devices take
+// no such lock either. Same layout as the kernel's struct fuse_open_out.
+struct OpenOut {
+  uint64_t fh;
+  uint32_t open_flags;
+  uint32_t padding;
+};
+constexpr uint32_t kFopenDirectIo = 1u << 0;
+constexpr uint32_t kFopenNonseekable = 1u << 2;
+constexpr uint32_t kFopenStream = 1u << 4;
+
+int ReplyOpenAsStream(fuse_req_t req, uint64_t fh) {
+  OpenOut out{};
+  out.fh = fh;
+  out.open_flags = kFopenDirectIo | kFopenNonseekable | kFopenStream;
+  return fuse_reply_buf(req, reinterpret_cast<const char*>(&out), sizeof(out));
+}
+
 // Argument vectors for fuse_session_new / cuse_lowlevel_new.
 class Args {
  public:
@@ -683,7 +707,9 @@ void Session::OnOpen(fuse_req_t req, fuse_ino_t ino,
   // page cache. nonseekable: a jobserver is a stream, like a pipe.
   fi->direct_io = 1;
   if (kind == FileKind::kJobserver) fi->nonseekable = 1;
-  if (fuse_reply_open(req, fi) == -ENOENT) {
+  int sent = kind == FileKind::kJobserver ? ReplyOpenAsStream(req, fileId)
+                                          : fuse_reply_open(req, fi);
+  if (sent == -ENOENT) {
     // The opener was interrupted meanwhile; the kernel will never send
     // RELEASE for this file, so do it here.
     files_.erase(fileId);
