@@ -64,6 +64,7 @@ interface Waiter {
 interface SampleWait {
   readonly requestId: RequestId;
   readonly client: Client;
+  readonly fileId: FileId;
 }
 
 interface Reservation {
@@ -93,6 +94,8 @@ interface Client {
   pollWaiters: Map<FileId, Waiter> | null;
   /** Its O_NONBLOCK reads waiting for a fresh sample (see SampleWait). */
   sampleWaits: number;
+  /** How many of `held` it read through each open file (see `inherited`). */
+  heldByFile: Map<FileId, number> | null;
 }
 
 export interface SchedulerOptions {
@@ -114,6 +117,16 @@ export class Scheduler {
   private readonly sampleWaits = new Map<RequestId, SampleWait>();
   /** Poll waiters by the file they polled, to drop them when it closes. */
   private readonly pollWaitersByFile = new Map<FileId, Set<Waiter>>();
+  /**
+   * Tokens of processes that exited while the file they read them through was
+   * still open, by file. A token follows its open file description while
+   * another live process has it open: a parent that acquires, forks and exits
+   * leaves the job (and its token) to the child, and a SIGKILLed make leaves
+   * its tokens to the recipes still running on its inherited `3<>FILE`. A
+   * write on that file by a process that holds nothing returns one of them;
+   * the file's last close returns the rest.
+   */
+  private readonly inherited = new Map<FileId, number>();
   /** Clients holding a reservation (at most `jobs` of them). */
   private readonly reservedClients = new Set<Client>();
   private queue: ClientQueue<Client>;
@@ -223,6 +236,16 @@ export class Scheduler {
         });
       }
     }
+    for (const [fileId, tokens] of this.inherited) {
+      holders.push({
+        client: inheritedKey(fileId),
+        pid: 0,
+        tokens,
+        reserved: false,
+        holdingSinceMs: this.now,
+        firstSeenMs: this.now,
+      });
+    }
     waiters.sort((a, b) => a.waitingSinceMs - b.waitingSinceMs);
     const capacity = this.capacity();
     return {
@@ -256,16 +279,16 @@ export class Scheduler {
     const client = this.clientFor(pid, fileId);
     if (client.reservation !== null) {
       this.consumeReservation(client);
-      this.giveToken(client, requestId, true);
+      this.giveToken(client, requestId, fileId, true);
       return;
     }
     if (client.waiterCount === 0 && this.canGrantNow(client)) {
-      this.giveToken(client, requestId, false);
+      this.giveToken(client, requestId, fileId, false);
       return;
     }
     if (!blocking) {
       if (client.waiterCount === 0 && this.grantableOnFreshSample(client)) {
-        this.sampleWaits.set(requestId, { requestId, client });
+        this.sampleWaits.set(requestId, { requestId, client, fileId });
         client.sampleWaits += 1;
       } else {
         this.reply(requestId, { kind: 'error', errno: 'EAGAIN' });
@@ -283,11 +306,20 @@ export class Scheduler {
       return;
     }
     const client = this.clientFor(pid, fileId);
-    if (client.held > 0) {
-      // Bytes beyond what the process holds are refused on the next write (ENOSPC).
-      const tokens = Math.min(sizeBytes, client.held);
-      client.held -= tokens;
+    const inheritedOnFile = this.inherited.get(fileId) ?? 0;
+    if (client.held > 0 || inheritedOnFile > 0) {
+      // Its own tokens first, then those its file inherited from a process
+      // that exited; bytes beyond both are refused on the next write (ENOSPC).
+      const own = Math.min(sizeBytes, client.held);
+      const fromFile = Math.min(sizeBytes - own, inheritedOnFile);
+      const tokens = own + fromFile;
+      this.forgetHeld(client, fileId, own);
+      client.held -= own;
       this.held -= tokens;
+      if (fromFile > 0) {
+        if (inheritedOnFile === fromFile) this.inherited.delete(fileId);
+        else this.inherited.set(fileId, inheritedOnFile - fromFile);
+      }
       this.record({
         type: 'return',
         pid: client.pid,
@@ -366,6 +398,20 @@ export class Scheduler {
 
   private onClose(fileId: FileId): void {
     this.openFiles.delete(fileId);
+    const inherited = this.inherited.get(fileId);
+    if (inherited !== undefined) {
+      // Its last close: nobody can hold a token through it any more.
+      this.inherited.delete(fileId);
+      this.held -= inherited;
+      this.record({
+        type: 'reclaim',
+        pid: 0,
+        client: inheritedKey(fileId),
+        tokens: inherited,
+        reason: 'close',
+        out: this.out,
+      });
+    }
     // Per-file accounting (pid 0): the last close ends the client.
     const fileClient = this.clients.get(-(fileId + 1));
     if (fileClient) this.dropClient(fileClient, 'close');
@@ -436,16 +482,23 @@ export class Scheduler {
       if (readWaiter) {
         // A blocking reader of this process takes the token directly.
         this.removeWaiter(readWaiter);
-        this.giveToken(client, readWaiter.requestId, false);
+        this.giveToken(client, readWaiter.requestId, readWaiter.fileId, false);
       } else {
         this.reserve(client);
       }
     }
   }
 
-  private giveToken(client: Client, requestId: RequestId, viaReservation: boolean): void {
+  private giveToken(
+    client: Client,
+    requestId: RequestId,
+    fileId: FileId,
+    viaReservation: boolean,
+  ): void {
     if (client.held === 0) client.holdingSinceMs = this.now;
     client.held += 1;
+    const byFile = (client.heldByFile ??= new Map());
+    byFile.set(fileId, (byFile.get(fileId) ?? 0) + 1);
     client.everAcquired = true;
     this.held += 1;
     if (!viaReservation) {
@@ -526,9 +579,9 @@ export class Scheduler {
       if (wait.client.reservation !== null) {
         // Its process was polling too and got a reservation meanwhile: this read takes it.
         this.consumeReservation(wait.client);
-        this.giveToken(wait.client, wait.requestId, true);
+        this.giveToken(wait.client, wait.requestId, wait.fileId, true);
       } else if (wait.client.waiterCount === 0 && this.canGrantNow(wait.client)) {
-        this.giveToken(wait.client, wait.requestId, false);
+        this.giveToken(wait.client, wait.requestId, wait.fileId, false);
       } else {
         this.reply(wait.requestId, { kind: 'error', errno: 'EAGAIN' });
       }
@@ -681,6 +734,7 @@ export class Scheduler {
         waiterCount: 0,
         pollWaiters: null,
         sampleWaits: 0,
+        heldByFile: null,
       };
       this.clients.set(id, client);
       if (pid > 0) this.effects.push({ type: 'watch', pid });
@@ -690,8 +744,19 @@ export class Scheduler {
 
   /** Return everything a client holds and answer or drop everything it waits for. */
   private dropClient(client: Client, reason: 'exit' | 'close'): void {
-    const tokens = client.held + (client.reservation ? 1 : 0);
-    this.held -= client.held;
+    let kept = 0;
+    if (reason === 'exit' && client.heldByFile !== null) {
+      // Tokens read through a file another process still has open stay out
+      // with that file (see `inherited`).
+      for (const [fileId, count] of client.heldByFile) {
+        if (count <= 0 || !this.openFiles.has(fileId)) continue;
+        this.inherited.set(fileId, (this.inherited.get(fileId) ?? 0) + count);
+        kept += count;
+      }
+    }
+    client.heldByFile = null;
+    const tokens = client.held - kept + (client.reservation ? 1 : 0);
+    this.held -= client.held - kept;
     client.held = 0;
     this.dropReservation(client);
     if (client.sampleWaits > 0) {
@@ -720,6 +785,25 @@ export class Scheduler {
       reason,
       out: this.out,
     });
+  }
+
+  /** Take `count` returned tokens off the per-file counts: `fileId`'s first, then any. */
+  private forgetHeld(client: Client, fileId: FileId, count: number): void {
+    const byFile = client.heldByFile;
+    if (byFile === null || count <= 0) return;
+    let left = count;
+    const take = (id: FileId, n: number): void => {
+      const taken = Math.min(left, n);
+      left -= taken;
+      if (n - taken <= 0) byFile.delete(id);
+      else byFile.set(id, n - taken);
+    };
+    const onFile = byFile.get(fileId);
+    if (onFile !== undefined) take(fileId, onFile);
+    for (const [id, n] of byFile) {
+      if (left <= 0) break;
+      take(id, n);
+    }
   }
 
   private newWaiter(
@@ -824,4 +908,9 @@ export class Scheduler {
   private record(record: SchedulerRecord): void {
     if (this.emitRecords) this.effects.push({ type: 'record', atMs: this.now, record });
   }
+}
+
+/** How reports name the tokens a file inherited from a process that exited. */
+export function inheritedKey(fileId: FileId): string {
+  return `file:${fileId}:inherited`;
 }

@@ -183,7 +183,10 @@ export class PoolServer {
 
   /** What to call a client in reports: its command, or a front's label for a per-file client. */
   describe(pid: number, client: string): string {
-    return pid > 0 ? this.commandOf(pid) : (this.clientLabels.get(client) ?? commandLineOf(0));
+    if (pid > 0) return this.commandOf(pid);
+    if (client.endsWith(':inherited'))
+      return '(a process that exited; its open file is still in use)';
+    return this.clientLabels.get(client) ?? commandLineOf(0);
   }
 
   labelClient(client: string, label: string): void {

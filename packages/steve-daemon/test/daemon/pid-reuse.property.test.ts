@@ -55,6 +55,9 @@ interface FakeProcess {
   readonly threads: number[]; // threads[0] is the main thread (tid == pid)
   held: number;
   readonly pendingReads: number[]; // local request ids
+  /** Its own open of the jobserver (a local file id), once it opened it. */
+  readonly fileId: number;
+  opened: boolean;
 }
 
 class FakeKernel {
@@ -122,6 +125,7 @@ function run(commands: Command[]): void {
     dropPollHandle() {},
   });
   let nextRequest = 1;
+  let nextFile = 1;
   const processOf = (tid: number): number => server.threadGroups.processOf(tid);
   const choose = (n: number): FakeProcess | undefined =>
     kernel.processes.length === 0 ? undefined : kernel.processes[n % kernel.processes.length];
@@ -134,8 +138,15 @@ function run(commands: Command[]): void {
     }
     for (const tid of p.threads) kernel.tgidOf.delete(tid);
     kernel.processes.splice(kernel.processes.indexOf(p), 1);
-    // The pidfd becomes readable before the id can be handed out again.
+    // Its files close (FUSE RELEASE) and its pidfd becomes readable, before
+    // the id can be handed out again; the daemon may see either first.
+    const release = (): void => {
+      const id = front.releaseFile(p.fileId);
+      if (p.opened && id !== undefined) front.event({ type: 'close', fileId: id });
+    };
+    if (p.pid % 2 === 0) release();
     kernel.watches.get(p.pid)?.();
+    if (p.pid % 2 === 1) release();
   };
 
   const check = (): void => {
@@ -155,7 +166,14 @@ function run(commands: Command[]): void {
         const pid = kernel.allocate();
         if (pid === null) break;
         kernel.tgidOf.set(pid, pid);
-        kernel.processes.push({ pid, threads: [pid], held: 0, pendingReads: [] });
+        kernel.processes.push({
+          pid,
+          threads: [pid],
+          held: 0,
+          pendingReads: [],
+          fileId: nextFile++,
+          opened: false,
+        });
         break;
       }
       case 'thread': {
@@ -178,7 +196,13 @@ function run(commands: Command[]): void {
       case 'open': {
         const p = choose(c.pick);
         if (!p) break;
-        front.event({ type: 'open', fileId: front.file(1), pid: processOf(threadOf(p, c.thread)) });
+        if (p.opened) break;
+        p.opened = true;
+        front.event({
+          type: 'open',
+          fileId: front.file(p.fileId),
+          pid: processOf(threadOf(p, c.thread)),
+        });
         break;
       }
       case 'read': {
@@ -190,7 +214,7 @@ function run(commands: Command[]): void {
         front.event({
           type: 'read',
           requestId: front.request(local),
-          fileId: front.file(1),
+          fileId: front.file(p.fileId),
           pid: processOf(threadOf(p, c.thread)),
           blocking: c.blocking,
           sizeBytes: 1,
@@ -204,7 +228,7 @@ function run(commands: Command[]): void {
         front.event({
           type: 'write',
           requestId: front.request(local),
-          fileId: front.file(1),
+          fileId: front.file(p.fileId),
           pid: processOf(threadOf(p, c.thread)),
           sizeBytes: 1,
         });

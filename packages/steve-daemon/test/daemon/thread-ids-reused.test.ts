@@ -34,6 +34,11 @@ function serverWithFakeProc(status: Map<number, string>) {
     server,
     exits,
     replies,
+    /** The last close of a file (FUSE RELEASE). */
+    close(fileId = 1) {
+      const id = front.releaseFile(fileId);
+      if (id !== undefined) front.event({ type: 'close', fileId: id });
+    },
     open(tid: number, fileId = 1) {
       front.event({
         type: 'open',
@@ -41,7 +46,7 @@ function serverWithFakeProc(status: Map<number, string>) {
         pid: server.threadGroups.processOf(tid),
       });
     },
-    read(tid: number, fileId = 1): number {
+    read(tid: number, fileId = 2): number {
       const local = nextRequest++;
       front.event({
         type: 'read',
@@ -53,7 +58,7 @@ function serverWithFakeProc(status: Map<number, string>) {
       });
       return local;
     },
-    write(tid: number, fileId = 1): Reply | undefined {
+    write(tid: number, fileId = 2): Reply | undefined {
       const local = nextRequest++;
       front.event({
         type: 'write',
@@ -73,6 +78,7 @@ describe('thread ids that come back', () => {
     const pool = serverWithFakeProc(status);
     pool.open(600); // a make 4.4 sub-make running one job: open, never read
     status.delete(600); // it exits; no client, no watch, so no exit event
+    pool.close();
     // pids wrap: 590 is a new cargo, and 600 comes back as its helper thread
     status.set(590, 'Tgid:\t590\n');
     status.set(600, 'Tgid:\t590\n');
@@ -102,6 +108,7 @@ describe('thread ids that come back', () => {
     };
     pool.open(700);
     status.delete(700);
+    pool.close();
     status.set(690, 'Tgid:\t690\n');
     status.set(700, 'Tgid:\t690\n');
     pool.read(700);
