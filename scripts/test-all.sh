@@ -13,7 +13,7 @@ export COREPACK_INTEGRITY_KEYS=0
 # Debian packages the build and the tests use (checked with dpkg, installed when
 # missing). qemu-system-x86 for the CUSE check in a VM is installed by its own
 # script (e2e/cuse-vm/run.sh), with the kernel it boots.
-DEBIAN_PACKAGES=(make g++ python3 pkg-config libfuse3-dev fuse3 tmux
+DEBIAN_PACKAGES=(make g++ python3 pkg-config libfuse3-dev fuse3 tmux librust-jobserver-dev
   python3-pytest python3-pytest-xdist python3-pip python3-setuptools python3-wheel)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
@@ -35,11 +35,13 @@ PNPM_VERSION=$(node -p "require('./package.json').packageManager.split('@')[1]")
 pnpm() { npx -y "pnpm@${PNPM_VERSION}" "$@"; }
 
 pnpm install --frozen-lockfile
-rm -f packages/*/.vitest-report.json e2e/.vitest-report.json bench/.vitest-report.json .cuse-vm-summary
+rm -f packages/*/.vitest-report.json e2e/.vitest-report.json e2e/.vitest-chaos-report.json bench/.vitest-report.json .cuse-vm-summary
 pnpm build
 status=0
 pnpm test || status=$?
 if [ "$status" -eq 0 ]; then pnpm test:e2e || status=$?; fi
+# The chaos suite: every way builds share a descriptor, under faults (e2e/chaos).
+if [ "$status" -eq 0 ]; then pnpm test:chaos || status=$?; fi
 # The CUSE front, for real, in a Debian kernel under qemu (this kernel has no CUSE).
 if [ "$status" -eq 0 ]; then
   pnpm test:cuse-vm 2>&1 | tee .cuse-vm.log || status=$?

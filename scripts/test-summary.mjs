@@ -12,8 +12,9 @@ const dirs = [
 let passed = 0;
 let failed = 0;
 let skipped = 0;
-for (const dir of dirs) {
-  const file = join(dir, '.vitest-report.json');
+const reports = dirs.map((dir) => [dir, join(dir, '.vitest-report.json')]);
+reports.push([join(root, 'e2e', 'chaos'), join(root, 'e2e', '.vitest-chaos-report.json')]);
+for (const [dir, file] of reports) {
   if (!existsSync(file)) continue;
   const report = JSON.parse(readFileSync(file, 'utf8'));
   passed += report.numPassedTests;

@@ -127,6 +127,13 @@ export class Scheduler {
    * the file's last close returns the rest.
    */
   private readonly inherited = new Map<FileId, number>();
+  /**
+   * Unowned bytes dropped on a file, by file: a forked child may return the
+   * token before the daemon has seen its parent exit. When that parent's
+   * tokens pass to the file, these are taken off first (they already came
+   * back). Forgotten at the file's last close.
+   */
+  private readonly droppedOnFile = new Map<FileId, number>();
   /** Clients holding a reservation (at most `jobs` of them). */
   private readonly reservedClients = new Set<Client>();
   private queue: ClientQueue<Client>;
@@ -336,6 +343,8 @@ export class Scheduler {
       // Older clients write back their implicit slot once; accept and drop
       // that byte without growing the pool (DESIGN.md, write).
       client.unownedByteDropped = true;
+      if (this.openFiles.has(fileId))
+        this.droppedOnFile.set(fileId, (this.droppedOnFile.get(fileId) ?? 0) + 1);
       this.record({ type: 'unowned-byte-dropped', pid: client.pid, client: client.key });
       this.reply(requestId, { kind: 'written', countBytes: 1 });
       return;
@@ -398,6 +407,7 @@ export class Scheduler {
 
   private onClose(fileId: FileId): void {
     this.openFiles.delete(fileId);
+    this.droppedOnFile.delete(fileId);
     const inherited = this.inherited.get(fileId);
     if (inherited !== undefined) {
       // Its last close: nobody can hold a token through it any more.
@@ -750,8 +760,16 @@ export class Scheduler {
       // with that file (see `inherited`).
       for (const [fileId, count] of client.heldByFile) {
         if (count <= 0 || !this.openFiles.has(fileId)) continue;
-        this.inherited.set(fileId, (this.inherited.get(fileId) ?? 0) + count);
-        kept += count;
+        const alreadyBack = Math.min(count, this.droppedOnFile.get(fileId) ?? 0);
+        if (alreadyBack > 0) {
+          const left = (this.droppedOnFile.get(fileId) ?? 0) - alreadyBack;
+          if (left === 0) this.droppedOnFile.delete(fileId);
+          else this.droppedOnFile.set(fileId, left);
+        }
+        if (count > alreadyBack) {
+          this.inherited.set(fileId, (this.inherited.get(fileId) ?? 0) + count - alreadyBack);
+          kept += count - alreadyBack;
+        }
       }
     }
     client.heldByFile = null;

@@ -82,4 +82,13 @@ describe('a token follows its open file', () => {
     expect(h.write(CHILD, 3, 7)).toEqual({ kind: 'written', countBytes: 3 });
     expect(h.snapshot.out).toBe(0);
   });
+
+  it('the child returns the token before the parent is seen to exit: it is not kept out', () => {
+    const h = withSharedFile(1);
+    expect(h.gotToken(h.read(PARENT, { fileId: 7 }))).toBe(true);
+    expect(h.write(CHILD, 1, 7)).toEqual({ kind: 'written', countBytes: 1 }); // the parent still runs
+    h.exit(PARENT);
+    expect(h.snapshot.out).toBe(0);
+    expect(h.gotToken(h.read(200, { fileId: 9 }))).toBe(true);
+  });
 });
