@@ -104,6 +104,13 @@ if [[ -e $device ]]; then
 	fi
 	printf '%s\n' "$out" | /usr/bin/grep -E '^(PASS|FAIL) ' | /usr/bin/tee -a "$checks"
 
+	# --- the chaos suite's sharing patterns, with kills, on the device ------
+	chaos_dir=$(/usr/bin/mktemp -d /tmp/chaos.XXXXXX)
+	if out=$(/usr/bin/timeout 120 "$python" "$repo/e2e/chaos/guest_chaos.py" "$repo/e2e/chaos/chaos_client.py" "$device" $jobs "$chaos_dir" 2>"$results/chaos.stderr"); then :; else
+		out+=$'\n'"FAIL chaos-finished: exit $?; stderr: $(/usr/bin/tail -c 300 "$results/chaos.stderr" | /usr/bin/tr '\n' ' ')"
+	fi
+	printf '%s\n' "$out" | /usr/bin/grep -E '^(PASS|FAIL) ' | /usr/bin/tee -a "$checks"
+
 	scenario pool-whole "$device" $jobs
 else
 	record FAIL device-checks "skipped: $device does not exist"
