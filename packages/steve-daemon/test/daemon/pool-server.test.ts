@@ -70,3 +70,47 @@ describe('PoolServer', () => {
     server.stop();
   });
 });
+
+describe('interrupts', () => {
+  it('a duplicate INTERRUPT for one waiting read is answered once, before and after the EINTR', () => {
+    const server = new PoolServer({
+      config: { jobs: 1 },
+      services: {
+        now: () => 0,
+        watchPid: () => ({ close() {} }),
+        readProcStatus: (tid) => `Tgid:\t${tid}\n`,
+        sample: async () => ({}),
+        log: () => {},
+      },
+    });
+    const replies: Array<[number, Reply]> = [];
+    const front = server.connect({
+      name: 't',
+      reply: (id, r) => replies.push([id, r]),
+      notifyPoll() {},
+      dropPollHandle() {},
+    });
+    const read = (local: number, pid: number): void =>
+      front.event({
+        type: 'read',
+        requestId: front.request(local),
+        fileId: front.file(1),
+        pid,
+        blocking: true,
+        sizeBytes: 1,
+      });
+    read(1, 500); // takes the only token
+    read(2, 600); // waits
+    // The kernel's INTERRUPT for request 2, twice (libfuse may hand it over
+    // again, or a retried INTERRUPT after EAGAIN): the front passes on what
+    // is still pending, and the core answers what is still waiting.
+    for (let i = 0; i < 2; i++) {
+      const id = front.pendingRequest(2);
+      front.event({ type: 'interrupt', requestId: id ?? -1 });
+    }
+    const second = server.snapshot();
+    expect(replies.filter(([id]) => id === 2)).toEqual([[2, { kind: 'error', errno: 'EINTR' }]]);
+    expect(second).toMatchObject({ out: 1, waiting: 0 });
+    server.stop();
+  });
+});
