@@ -12,7 +12,6 @@ import { spawn, spawnSync } from 'node:child_process';
 import {
   closeSync,
   constants,
-  cpSync,
   existsSync,
   mkdtempSync,
   openSync,
@@ -40,7 +39,7 @@ import {
   waitUntilStopped,
 } from './helpers/job-control.js';
 import { cleanEnv } from './helpers/processes.js';
-import { writeCargoWorkspace, writeMakefile } from './helpers/workloads.js';
+import { buildJobserverRsClient, writeCargoWorkspace, writeMakefile } from './helpers/workloads.js';
 
 let daemon: RunningDaemon | null = null;
 const jobs: Job[] = [];
@@ -292,24 +291,7 @@ describe('Ctrl-Z and fg of a build waiting for tokens', () => {
   describe('jobserver-rs 0.1.24 (Debian)', () => {
     let client = '';
     beforeAll(() => {
-      // Built offline against /usr/share/cargo/registry (librust-jobserver-dev).
-      const crate = join(buildDir, 'jobserver-rs-client');
-      cpSync(join(CLIENTS, 'jobserver-rs-0.1.24'), crate, { recursive: true });
-      const build = spawnSync(
-        'cargo',
-        [
-          'build',
-          '--offline',
-          '--quiet',
-          '--config',
-          'source.crates-io.replace-with="debian"',
-          '--config',
-          'source.debian.directory="/usr/share/cargo/registry"',
-        ],
-        { cwd: crate, encoding: 'utf8', env: cleanEnv({}), timeout: 120_000 },
-      );
-      if (build.status !== 0) throw new Error(`building the jobserver-rs client: ${build.stderr}`);
-      client = join(crate, 'target', 'debug', 'jobserver-rs-client');
+      client = buildJobserverRsClient(buildDir);
     }, 150_000);
 
     it('pipe style (3<FILE 4>FILE, --jobserver-auth=3,4): its threads blocked in read all stop; acquire() retries EINTR', async () => {

@@ -4,12 +4,11 @@
 // threads release, the pattern that used to deadlock), GNU make 4.3 on its
 // inherited `3<>FILE`, and cargo (fifo style), all at once on -j3, with one
 // jobserver-rs client SIGKILLed mid-run and a runtime job change.
-import { cpSync, existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
-  CLIENTS,
   REPO,
   type RunningDaemon,
   maxConcurrency,
@@ -17,7 +16,11 @@ import {
   waitFor,
 } from '../helpers/daemon.js';
 import { cleanEnv, run } from '../helpers/processes.js';
-import { writeCargoWorkspace, writeMakefile } from '../helpers/workloads.js';
+import {
+  buildJobserverRsClient,
+  writeCargoWorkspace,
+  writeMakefile,
+} from '../helpers/workloads.js';
 
 let daemon: RunningDaemon | null = null;
 afterEach(async () => {
@@ -27,26 +30,7 @@ afterEach(async () => {
 
 let client = '';
 beforeAll(() => {
-  // A release build: the debug build of jobserver-rs 0.1.24 with `3,3`
-  // aborts at exit (it closes fd 3 twice; std's debug check), not our bug.
-  const crate = join(REPO, 'e2e', 'chaos', '.build', 'jobserver-rs-client');
-  cpSync(join(CLIENTS, 'jobserver-rs-0.1.24'), crate, { recursive: true });
-  const build = spawnSync(
-    'cargo',
-    [
-      'build',
-      '--release',
-      '--offline',
-      '--quiet',
-      '--config',
-      'source.crates-io.replace-with="debian"',
-      '--config',
-      'source.debian.directory="/usr/share/cargo/registry"',
-    ],
-    { cwd: crate, encoding: 'utf8', env: cleanEnv({}), timeout: 150_000 },
-  );
-  if (build.status !== 0) throw new Error(`building the jobserver-rs client: ${build.stderr}`);
-  client = join(crate, 'target', 'release', 'jobserver-rs-client');
+  client = buildJobserverRsClient(join(REPO, 'e2e', 'chaos', '.build'), { release: true });
 }, 180_000);
 
 describe('chaos: real peers on the FUSE front', () => {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { PYTHON, REPO, type RunningDaemon, waitFor } from '../helpers/daemon.js';
 import { checkOverIssue, parseStamps, percentiles } from './invariants.js';
+import { seededRandom as random } from '@steve/test-support';
 
 const execFileAsync = promisify(execFile);
 const CLIENT = join(REPO, 'e2e', 'chaos', 'chaos_client.py');
@@ -54,17 +55,6 @@ export interface ScenarioResult {
   readonly stevieFailures: number;
   readonly clientErrors: readonly string[];
   readonly durationMs: number;
-}
-
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const nowNs = (): bigint =>

@@ -100,3 +100,18 @@ fn main() {
   }
   return root;
 }
+
+/**
+ * A small seeded PRNG (mulberry32) in [0, 1): the same sequence for the same
+ * seed, so a simulated or chaos run can be repeated exactly.
+ */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -7,18 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import type { SchedulerEffect } from '../../src/core/index.js';
 import { Harness } from './harness.js';
-
-/** A small seeded PRNG (mulberry32): the same run every time. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom as random } from '@steve/test-support';
 
 type Kind = 'poller' | 'blocking' | 'nonblocking';
 
