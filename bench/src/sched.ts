@@ -292,9 +292,56 @@ export interface SchedBenchResult extends ThroughputSummary {
   readonly throughputVerdict: string;
 }
 
+/** Most a reservation may sit unread while another client waits (issue target). */
+export const MAX_UNREAD_RESERVATION_MS = 50;
+
+/**
+ * 7. Pollers that stop reading: recursive make-like builds whose sub-makes
+ * are woken (POLLIN, a token reserved) and then do not read because their
+ * own job ended meanwhile, against blocking readers, on a small pool.
+ */
+function pollersThatStopReading(): ScenarioResult {
+  const random = new Random(7);
+  const builds: BuildSpec[] = Array.from({ length: 4 }, (_, i) => ({
+    name: `${i % 2 === 0 ? 'make' : 'cargo'}-${i}`,
+    behaviour: i % 2 === 0 ? 'poller' : 'blocking',
+    startMs: i * 10,
+    jobs: flatJobs(random, 200, 400),
+    ...(i % 2 === 0 ? { ignoreEveryNthWakeup: 3 } : {}),
+  }));
+  const rows = pools(4).map((pool) => {
+    const result = simulate({ builds, pool });
+    const unread = result.maxUnreadReservationMs ?? 0;
+    const share = result.pollerShare ?? 0;
+    return {
+      ...result,
+      verdict:
+        pool.kind === 'steve'
+          ? unread <= MAX_UNREAD_RESERVATION_MS && share >= 0.3
+            ? 'met'
+            : 'MISSED'
+          : 'reference',
+    };
+  });
+  return {
+    id: 'pollers-that-stop-reading',
+    title:
+      '7. Pollers that ignore every third POLLIN (make sub-makes whose own job ended) against blocking readers, -j4',
+    target: `no token reserved and unread for more than ${MAX_UNREAD_RESERVATION_MS} ms while another client waits (column "unread ms"), and the pollers still get a share (>= 30%; they ask for a third fewer tokens)`,
+    rows,
+  };
+}
+
 /** Every simulated scenario (virtual clock: deterministic). */
 export function runScenarios(): ScenarioResult[] {
-  return [pollersVsBlockers(), lateBuild(), fourBuilds(), memoryHeavy(), crashedClient()];
+  return [
+    pollersVsBlockers(),
+    lateBuild(),
+    fourBuilds(),
+    memoryHeavy(),
+    crashedClient(),
+    pollersThatStopReading(),
+  ];
 }
 
 export function runSchedBench(): SchedBenchResult {
@@ -323,12 +370,12 @@ export function schedMarkdown(result: SchedBenchResult): string {
   for (const scenario of result.scenarios) {
     lines.push(`### ${scenario.title}`, '', `Target: ${scenario.target}.`, '');
     lines.push(
-      "| pool | makespan s | lower bound s | ratio | utilisation | max out | p50 wait ms | p99 wait ms | Jain | pollers' share | first token s (per build) | OOMs | lost tokens | target |",
-      '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+      "| pool | makespan s | lower bound s | ratio | utilisation | max out | p50 wait ms | p99 wait ms | Jain | pollers' share | unread ms | first token s (per build) | OOMs | lost tokens | target |",
+      '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     );
     for (const row of scenario.rows) {
       lines.push(
-        `| ${row.pool} | ${seconds(row.makespanMs)} | ${seconds(row.lowerBoundMs)} | ${(row.makespanMs / row.lowerBoundMs).toFixed(3)} | ${(row.utilisation * 100).toFixed(1)}% | ${row.maxOut} | ${row.waitP50Ms.toFixed(1)} | ${row.waitP99Ms.toFixed(0)} | ${row.jainFairness.toFixed(3)} | ${row.pollerShare === null ? '-' : `${(row.pollerShare * 100).toFixed(1)}%`} | ${row.builds.map((b) => seconds(b.firstTokenAfterMs)).join(' / ')} | ${row.ooms} | ${row.lostTokens} | ${row.verdict} |`,
+        `| ${row.pool} | ${seconds(row.makespanMs)} | ${seconds(row.lowerBoundMs)} | ${(row.makespanMs / row.lowerBoundMs).toFixed(3)} | ${(row.utilisation * 100).toFixed(1)}% | ${row.maxOut} | ${row.waitP50Ms.toFixed(1)} | ${row.waitP99Ms.toFixed(0)} | ${row.jainFairness.toFixed(3)} | ${row.pollerShare === null ? '-' : `${(row.pollerShare * 100).toFixed(1)}%`} | ${row.maxUnreadReservationMs === null ? '-' : row.maxUnreadReservationMs.toFixed(0)} | ${row.builds.map((b) => seconds(b.firstTokenAfterMs)).join(' / ')} | ${row.ooms} | ${row.lostTokens} | ${row.verdict} |`,
       );
     }
     if (scenario.note) lines.push('', scenario.note);

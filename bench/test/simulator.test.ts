@@ -32,6 +32,15 @@ describe('scheduler scenarios (virtual clock)', () => {
     expect(share('plain pipe')).toBeLessThan(0.05);
   });
 
+  it('a reservation nobody reads passes on within 50 ms while someone waits; unread tokens were seen', () => {
+    const rows = byId.get('pollers-that-stop-reading')?.rows ?? [];
+    const steve = rows.filter((r) => r.pool.startsWith('steve'));
+    expect(steve).toHaveLength(2);
+    for (const row of steve) expect(row.maxUnreadReservationMs).toBeLessThanOrEqual(50);
+    // The scenario does produce unread reservations with a waiter behind them.
+    expect(Math.max(...steve.map((r) => r.maxUnreadReservationMs ?? 0))).toBeGreaterThan(0);
+  });
+
   it('a crashed client loses tokens in a plain pipe but not in steve', () => {
     const rows = byId.get('crash')?.rows ?? [];
     expect(rows.find((r) => r.pool === 'plain pipe')?.lostTokens).toBeGreaterThan(0);

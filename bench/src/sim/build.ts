@@ -34,6 +34,12 @@ export interface BuildSpec {
   readonly jobs: readonly JobSpec[];
   /** The process dies (SIGKILL) at this time, holding whatever it holds. */
   readonly crashAtMs?: number;
+  /**
+   * Pollers only: every Nth POLLIN is not followed by a read (a make
+   * sub-make whose own job ended meanwhile, Portage's reader after its last
+   * job); the build asks again only when one of its jobs ends.
+   */
+  readonly ignoreEveryNthWakeup?: number;
 }
 
 /** What the metrics need to know, reported by every build as it runs. */
@@ -55,6 +61,7 @@ export class Build {
   firstTokenAtMs: number | null = null;
   doneAtMs: number | null = null;
   grants = 0;
+  private wakeups = 0;
 
   constructor(
     readonly spec: BuildSpec,
@@ -197,7 +204,15 @@ export class Build {
 
   private pollThenRead(askedAtMs: number): void {
     if (this.dead) return;
-    const readable = this.pool.poll(this.pid, () => this.pollThenRead(askedAtMs));
+    const readable = this.pool.poll(this.pid, () => {
+      const every = this.spec.ignoreEveryNthWakeup;
+      this.wakeups += 1;
+      if (every !== undefined && this.wakeups % every === 0) {
+        this.acquiring = false; // stopped wanting it; asks again when a job ends
+        return;
+      }
+      this.pollThenRead(askedAtMs);
+    });
     if (!readable) return;
     this.pool.read(this.pid, false, (result) => {
       if (result === 'token') {

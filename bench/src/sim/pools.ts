@@ -5,7 +5,7 @@
  * token the moment it is written).
  */
 
-import { type SchedulerConfig, Scheduler } from 'steve-daemon/core';
+import { type SchedulerConfig, type SchedulerRecord, Scheduler } from 'steve-daemon/core';
 import type { EventLoop } from './loop.js';
 import type { Machine } from './machine.js';
 
@@ -24,6 +24,8 @@ export interface SimPool {
   exit(pid: number): void;
   /** Tokens out of the pool right now (held, plus reserved for steve). */
   out(): number;
+  /** The longest a token sat reserved and unread while someone waited (steve), null for a pipe. */
+  maxUnreadReservationMs?(): number;
   /**
    * Tokens lost for good: out of the pool, yet held by no living process (a
    * pipe cannot get back what a crashed client held). Read it once the run
@@ -50,6 +52,8 @@ export class CorePool implements SimPool {
   private readonly pendingReads = new Map<number, (result: ReadResult) => void>();
   private readonly pollWakers = new Map<number, () => void>();
   private timerGeneration = 0;
+  private readonly reservedAtMs = new Map<number, number>();
+  private longestUnreadReservationMs = 0;
 
   constructor(
     private readonly loop: EventLoop,
@@ -57,7 +61,7 @@ export class CorePool implements SimPool {
     config: Partial<SchedulerConfig> & { jobs: number },
     private readonly faults: CorePoolFaults = {},
   ) {
-    this.scheduler = new Scheduler({ config, records: false });
+    this.scheduler = new Scheduler({ config, records: true });
     this.name = `steve ${config.fairness ?? 'least-held'}`;
   }
 
@@ -98,6 +102,14 @@ export class CorePool implements SimPool {
   }
 
   /**
+   * The longest a token sat reserved and unread while another client waited
+   * (ms): reservations that expired with a waiter left behind them.
+   */
+  maxUnreadReservationMs(): number {
+    return this.longestUnreadReservationMs;
+  }
+
+  /**
    * From the core's own books: every token it counts as out (held plus
    * reserved) minus those held or reserved by a process still alive. Once
    * every simulated process has exited that is all of `snapshot().out`; a
@@ -113,12 +125,34 @@ export class CorePool implements SimPool {
     return snapshot.out - outToLiving;
   }
 
+  private noteReservation(record: SchedulerRecord, batch: ReturnType<Scheduler['handle']>): void {
+    if (record.type === 'reserve') this.reservedAtMs.set(record.pid, this.loop.nowMs);
+    if (record.type === 'grant' && record.viaReservation) this.reservedAtMs.delete(record.pid);
+    if (record.type === 'reservation-expired') {
+      const since = this.reservedAtMs.get(record.pid);
+      this.reservedAtMs.delete(record.pid);
+      // Someone waited behind it: still waiting, or given the token in the same step.
+      const passedOn = batch.some(
+        (e) =>
+          e.type === 'record' &&
+          (e.record.type === 'grant' || e.record.type === 'reserve') &&
+          e.record.pid !== record.pid,
+      );
+      if (since !== undefined && (passedOn || this.scheduler.snapshot().waiting > 0))
+        this.longestUnreadReservationMs = Math.max(
+          this.longestUnreadReservationMs,
+          this.loop.nowMs - since,
+        );
+    }
+  }
+
   private send(
     event: Parameters<Scheduler['handle']>[0],
     onPollReply?: (readable: boolean) => void,
   ): void {
     const effects = this.scheduler.handle(event, this.loop.nowMs);
     for (const effect of effects) {
+      if (effect.type === 'record') this.noteReservation(effect.record, effects);
       switch (effect.type) {
         case 'reply': {
           const reply = effect.reply;

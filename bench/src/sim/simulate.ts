@@ -49,6 +49,8 @@ export interface SimulationResult {
   readonly pollerShare: number | null;
   readonly ooms: number;
   readonly lostTokens: number;
+  /** The longest a token sat reserved and unread while another client waited (steve only). */
+  readonly maxUnreadReservationMs: number | null;
   readonly builds: readonly BuildResult[];
 }
 
@@ -156,6 +158,7 @@ export function simulate(input: SimulationInput): SimulationResult {
     pollerShare,
     ooms: machine?.ooms ?? 0,
     lostTokens: pool.lost(),
+    maxUnreadReservationMs: pool.maxUnreadReservationMs?.() ?? null,
     builds: builds.map((b) => ({
       name: b.spec.name,
       behaviour: b.spec.behaviour,

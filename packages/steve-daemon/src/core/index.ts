@@ -5,4 +5,9 @@
  */
 export * from './types.js';
 export { defaultConfig, validateConfigChanges, DEFAULT_LIMIT_RECHECK_MS } from './config.js';
-export { Scheduler, AGING_GRANTS_PER_HELD_TOKEN, type SchedulerOptions } from './scheduler.js';
+export {
+  Scheduler,
+  AGING_GRANTS_PER_HELD_TOKEN,
+  RESERVATION_YIELD_MS,
+  type SchedulerOptions,
+} from './scheduler.js';

@@ -69,7 +69,19 @@ interface SampleWait {
 
 interface Reservation {
   readonly expiresAtMs: number;
+  /** Earlier end while another client waits (RESERVATION_YIELD_MS after it was made). */
+  readonly yieldsAtMs: number;
 }
+
+/**
+ * A reservation nobody reads passes on this soon when another client waits,
+ * whatever `reservationTtlMs` says. A poller told POLLIN reads within a
+ * millisecond or two (make, Portage, our client); one that does not read by
+ * then has usually stopped wanting the token (a sub-make whose own job ended,
+ * Portage's reader after its last job), and the token would otherwise sit
+ * reserved for the whole TTL while others wait.
+ */
+export const RESERVATION_YIELD_MS = 50;
 
 interface Client {
   /** Its place in the queue while it waits and may take a token. */
@@ -460,7 +472,7 @@ export class Scheduler {
     // little early): always tell the adapter what to arm next.
     this.timerAtMs = Number.NaN;
     for (const client of [...this.reservedClients]) {
-      if (client.reservation !== null && client.reservation.expiresAtMs <= this.now) {
+      if (client.reservation !== null && this.reservationEndsAtMs(client.reservation) <= this.now) {
         this.dropReservation(client);
         this.record({
           type: 'reservation-expired',
@@ -530,7 +542,10 @@ export class Scheduler {
   /** Reserve a token for a polling client and wake every poll handle it waits on. */
   private reserve(client: Client): void {
     const expiresAtMs = this.now + this.config.reservationTtlMs;
-    client.reservation = { expiresAtMs };
+    client.reservation = {
+      expiresAtMs,
+      yieldsAtMs: this.now + Math.min(RESERVATION_YIELD_MS, this.config.reservationTtlMs),
+    };
     this.reservations += 1;
     this.reservedClients.add(client);
     this.grants += 1;
@@ -547,6 +562,13 @@ export class Scheduler {
       expiresAtMs,
       out: this.out,
     });
+  }
+
+  /** When a reservation passes on: its TTL, or sooner while another client waits. */
+  private reservationEndsAtMs(reservation: Reservation): number {
+    return this.queue.size > 0
+      ? Math.min(reservation.expiresAtMs, reservation.yieldsAtMs)
+      : reservation.expiresAtMs;
   }
 
   private consumeReservation(client: Client): void {
@@ -703,7 +725,8 @@ export class Scheduler {
     let atMs: number | null = null;
     if (this.reservations > 0) {
       for (const client of this.reservedClients) {
-        const expiry = client.reservation?.expiresAtMs;
+        const expiry =
+          client.reservation === null ? undefined : this.reservationEndsAtMs(client.reservation);
         if (expiry !== undefined && (atMs === null || expiry < atMs)) atMs = expiry;
       }
     }

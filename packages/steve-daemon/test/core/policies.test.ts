@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Scheduler, validateConfigChanges } from '../../src/core/index.js';
+import { RESERVATION_YIELD_MS, Scheduler, validateConfigChanges } from '../../src/core/index.js';
 import { Harness } from './harness.js';
 
 describe('reads and writes', () => {
@@ -139,19 +139,32 @@ describe('poll reservations', () => {
     expect(h.gotToken(blocked)).toBe(true);
   });
 
-  it('an unused reservation expires after the TTL and passes on', () => {
+  it('an unused reservation passes on after RESERVATION_YIELD_MS while someone else waits', () => {
     const h = new Harness({ jobs: 1, reservationTtlMs: 500 });
     h.take(100);
     h.poll(200, 21);
     const blocked = h.read(300);
     h.write(100);
-    expect(h.timerAtMs).toBe(500);
-    h.advance(499);
+    expect(h.timerAtMs).toBe(RESERVATION_YIELD_MS);
+    h.advance(RESERVATION_YIELD_MS - 1);
     expect(h.reply(blocked)).toBeUndefined();
     h.advance(1);
     expect(h.gotToken(blocked)).toBe(true);
     expect(h.snapshot.reserved).toBe(0);
     expect(h.timerAtMs).toBeNull();
+  });
+
+  it('while nobody else waits, an unused reservation lasts the TTL; a waiter arriving later cuts it short', () => {
+    const h = new Harness({ jobs: 1, reservationTtlMs: 500 });
+    h.poll(200, 21);
+    expect(h.snapshot.reserved).toBe(1);
+    expect(h.timerAtMs).toBe(500);
+    h.advance(200);
+    expect(h.snapshot.reserved).toBe(1); // nobody else wants it: the poller may still read
+    const late = h.read(300); // someone waits now: the reservation is long past its 50 ms
+    expect(h.timerAtMs).toBe(RESERVATION_YIELD_MS);
+    h.advance(0);
+    expect(h.gotToken(late)).toBe(true);
   });
 
   it('a repeated poll keeps its place and replaces the handle', () => {
@@ -375,11 +388,11 @@ describe('found in review', () => {
 
   it('a tick that comes a little early re-arms the timer: the reservation still expires', () => {
     const h = new Harness({ jobs: 1, reservationTtlMs: 500 });
-    h.poll(1, 11); // reserved for pid 1 until 500
+    h.poll(1, 11); // reserved for pid 1; pid 2 waits, so it passes on at 50
     const blocked = h.read(2);
-    h.nowMs = 499.6;
+    h.nowMs = RESERVATION_YIELD_MS - 0.4;
     h.tick(); // early: nothing expires yet
-    expect(h.timerAtMs).toBe(500);
+    expect(h.timerAtMs).toBe(RESERVATION_YIELD_MS);
     h.advance(0.4);
     expect(h.gotToken(blocked)).toBe(true);
   });
