@@ -35,6 +35,8 @@ PNPM_VERSION=$(node -p "require('./package.json').packageManager.split('@')[1]")
 pnpm() { npx -y "pnpm@${PNPM_VERSION}" "$@"; }
 
 pnpm install --frozen-lockfile
+# GNU make 4.4.1 for the e2e tests (Debian 12 has 4.3), built from Debian trixie's source, cached.
+./scripts/build-make-4.4.1.sh >/dev/null
 rm -f packages/*/.vitest-report.json e2e/.vitest-report.json e2e/.vitest-chaos-report.json bench/.vitest-report.json .cuse-vm-summary
 pnpm build
 status=0
