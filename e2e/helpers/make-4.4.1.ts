@@ -24,7 +24,8 @@ export function make441(): string {
   }
   const binary = build.stdout.trim().split('\n').pop() ?? '';
   const version = spawnSync(binary, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0];
-  if (version !== 'GNU Make 4.4.1') throw new Error(`${binary} says ${version}, not GNU Make 4.4.1`);
+  if (version !== 'GNU Make 4.4.1')
+    throw new Error(`${binary} says ${version}, not GNU Make 4.4.1`);
   return (cachedBinary = binary);
 }
 
