@@ -62,7 +62,8 @@ export function writeFlatMakefile(
  * A recursive build in `dir`: the top Makefile runs `$(MAKE) -C subI` for
  * `subMakes` directories (in parallel), each a flat build of `jobsEach`
  * jobs of `seconds`. `subMakeFlags` goes on each sub-make's command line
- * (e.g. `-j4`, which makes that sub-make leave the jobserver).
+ * (e.g. `-j4`, which makes that sub-make leave the jobserver), `subMakeEnv`
+ * into its environment.
  */
 export function writeRecursiveMakefile(
   dir: string,
@@ -72,6 +73,8 @@ export function writeRecursiveMakefile(
     seconds: number;
     stamps: string;
     subMakeFlags?: string;
+    /** Shell words before `$(MAKE)` in the recipe (e.g. `MAKEFLAGS="$$MAKEFLAGS -j4"`). */
+    subMakeEnv?: string;
   },
 ): string {
   mkdirSync(dir, { recursive: true });
@@ -85,7 +88,7 @@ export function writeRecursiveMakefile(
       `all: ${subs.join(' ')}`,
       `.PHONY: all ${subs.join(' ')}`,
       `${subs.join(' ')}:`,
-      `\t@$(MAKE) --no-print-directory ${options.subMakeFlags ?? ''} -C $@`,
+      `\t@${options.subMakeEnv ?? ''} $(MAKE) --no-print-directory ${options.subMakeFlags ?? ''} -C $@`,
       '',
     ].join('\n'),
   );
