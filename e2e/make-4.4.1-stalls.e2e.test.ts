@@ -2,9 +2,9 @@
 // runs of 2 sub-makes x 3 jobs of 100 ms on a pool of 2 (FUSE file). make's
 // sub-makes poll; a token reserved for one that does not read it used to sit
 // out the whole reservation TTL (500 ms): a stall in about 6 of 31 runs, as
-// reported before RESERVATION_YIELD_MS. The daemon
-// now passes an unread reservation on after 50 ms while someone waits, so a
-// run more than 300 ms slower than the median should be rare.
+// reported before RESERVATION_YIELD_MS. The daemon now passes an unread
+// reservation on after 50 ms while someone waits, so a run more than 300 ms
+// slower than the median should be rare.
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type RunningDaemon, startDaemon, waitFor } from './helpers/daemon.js';
@@ -39,7 +39,7 @@ describe('a small recursive make 4.4.1 build, 20 times on a pool of 2', () => {
       await waitFor(`all tokens back after run ${runIndex}`, () => d.out() === 0, 5_000);
     }
     const sorted = [...durationsMs].sort((a, b) => a - b);
-    const medianMs = (sorted[RUNS / 2 - 1] + sorted[RUNS / 2]) / 2;
+    const medianMs = ((sorted[RUNS / 2 - 1] ?? NaN) + (sorted[RUNS / 2] ?? NaN)) / 2;
     const stalls = durationsMs.filter((ms) => ms > medianMs + STALL_MS);
     console.log(
       `make 4.4.1 stalls: ${stalls.length} of ${RUNS} runs > median ${medianMs.toFixed(0)} ms + ${STALL_MS} ms; ` +
