@@ -58,16 +58,30 @@ describe.each([
     process.kill(-run.pgid, 'SIGINT');
     let exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
     void run.exited.then((result) => (exit = result));
-    await waitFor(
-      'every process of the build to be gone',
-      () => exit !== null && processGroupMembers(run.pgid).length === 0,
-      10_000,
-    ).catch((error: Error) => {
+    const gone = (): boolean => exit !== null && processGroupMembers(run.pgid).length === 0;
+    // make 4.4.1 can start a job in the instant the group signal arrives (it
+    // blocks fatal signals while it starts a child): that child missed the
+    // SIGINT, and make waits for it. A user presses Ctrl-C again; so do we.
+    const stragglers: string[] = [];
+    for (let again = 0; again < 3; again++) {
+      const allGone = await waitFor('the build to end', gone, 3_000).catch(() => false);
+      if (allGone) break;
+      stragglers.push(describeProcesses(processGroupMembers(run.pgid)));
+      process.kill(-run.pgid, 'SIGINT');
+    }
+    if (stragglers.length > 0)
+      console.log(`jobs that missed the first SIGINT: ${stragglers.join(' | ')}`);
+    await waitFor('every process of the build to be gone', gone, 10_000).catch((error: Error) => {
       throw new Error(
         `${error.message}; left: ${describeProcesses(processGroupMembers(run.pgid))}`,
       );
     });
-    expect(exit).toEqual({ code: null, signal: 'SIGINT' });
+    // make dies of the SIGINT, or (when it saw its jobs die first) exits 2.
+    const ended = exit as { code: number | null; signal: NodeJS.Signals | null } | null;
+    expect(
+      ended?.signal === 'SIGINT' || ended?.code === 2,
+      `${JSON.stringify(ended)} ${run.output()}`,
+    ).toBe(true);
     await waitFor('all tokens back', () => d.out() === 0, 5_000);
 
     // The records (stderr) may trail the status file a little.
@@ -95,11 +109,13 @@ describe.each([
         after.join('\n'),
       ).toBe(true);
     } else {
-      // Nothing written back: the daemon reclaimed all of them from dead
-      // processes (more than POOL when a token freed by the first death was
-      // passed to a sub-make that had not died yet).
-      expect(after.filter((l) => l.startsWith('return <-'))).toEqual([]);
-      expect(reclaimed, after.join('\n')).toBeGreaterThanOrEqual(POOL);
+      // make closes its jobserver first thing on SIGINT, so what comes back
+      // comes from the daemon reclaiming dead processes' tokens (more than
+      // POOL when a token freed by one death went to a sub-make still alive).
+      // Only a make between reaping a job and taking the signal writes one back.
+      const returned = after.filter((l) => l.startsWith('return <-')).length;
+      expect(reclaimed, after.join('\n')).toBeGreaterThanOrEqual(POOL - returned);
+      expect(reclaimed, after.join('\n')).toBeGreaterThanOrEqual(1);
       expect(
         after.filter((l) => l.startsWith('reclaim <-')).every((l) => l.includes('process exited')),
       ).toBe(true);
