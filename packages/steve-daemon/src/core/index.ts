@@ -9,5 +9,7 @@ export {
   Scheduler,
   AGING_GRANTS_PER_HELD_TOKEN,
   RESERVATION_YIELD_MS,
+  inheritedKey,
+  isInheritedKey,
   type SchedulerOptions,
 } from './scheduler.js';

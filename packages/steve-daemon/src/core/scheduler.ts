@@ -953,5 +953,12 @@ export class Scheduler {
 
 /** How reports name the tokens a file inherited from a process that exited. */
 export function inheritedKey(fileId: FileId): string {
-  return `file:${fileId}:inherited`;
+  return `file:${fileId}${INHERITED_SUFFIX}`;
 }
+
+/** True for a client key made by `inheritedKey`. */
+export function isInheritedKey(client: string): boolean {
+  return client.endsWith(INHERITED_SUFFIX);
+}
+
+const INHERITED_SUFFIX = ':inherited';

@@ -19,6 +19,7 @@ import {
   type SchedulerEvent,
   type SchedulerRecord,
   type SchedulerSnapshot,
+  isInheritedKey,
 } from '../core/index.js';
 import { commandLineOf, ThreadGroups } from './processes.js';
 
@@ -184,8 +185,7 @@ export class PoolServer {
   /** What to call a client in reports: its command, or a front's label for a per-file client. */
   describe(pid: number, client: string): string {
     if (pid > 0) return this.commandOf(pid);
-    if (client.endsWith(':inherited'))
-      return '(a process that exited; its open file is still in use)';
+    if (isInheritedKey(client)) return '(a process that exited; its open file is still in use)';
     return this.clientLabels.get(client) ?? commandLineOf(0);
   }
 
