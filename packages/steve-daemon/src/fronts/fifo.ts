@@ -58,6 +58,10 @@ export interface FifoFrontOptions {
   readonly mode: number;
   /** Group owning the fifo, or null to leave it. */
   readonly gid: number | null;
+  /** User owning the fifo (a private fifo belongs to whoever asked for it); default the daemon's. */
+  readonly uid?: number;
+  /** How `stevie status` names the sub-pool (default: "fifo front PATH"). */
+  readonly label?: string;
 }
 
 /** The running fifo front; `parkedTokens` is for tests and reports. */
@@ -97,7 +101,14 @@ export async function startFifoFront(
   const created = createFifo(path, options, log);
   let front: FifoFront;
   try {
-    front = new FifoFront(server, path, options.prefetch, created, log);
+    front = new FifoFront(
+      server,
+      path,
+      options.prefetch,
+      created,
+      options.label ?? `fifo front ${path}`,
+      log,
+    );
   } catch (error) {
     if (created) unlinkSync(path);
     throw error;
@@ -136,7 +147,8 @@ function createFifo(path: string, options: FifoFrontOptions, log: (line: string)
     created = true;
   }
   try {
-    if (options.gid !== null) chownSync(path, process.getuid?.() ?? 0, options.gid);
+    if (options.gid !== null || options.uid !== undefined)
+      chownSync(path, options.uid ?? process.getuid?.() ?? 0, options.gid ?? -1);
     chmodSync(path, options.mode);
   } catch (error) {
     if (created) {
@@ -177,6 +189,7 @@ class FifoFront implements FrontPort {
     private readonly path: string,
     private readonly prefetch: number,
     private readonly created: boolean,
+    private readonly label: string,
     private readonly log: (line: string) => void,
   ) {
     this.name = `fifo:${path}`;
@@ -270,13 +283,19 @@ class FifoFront implements FrontPort {
         this.endGeneration();
         return;
       }
-      this.returnToCore(drained);
+      this.returnToCore(drained, bytesReadable(this.writeFd));
     }
     const generation = this.generation ?? this.startGeneration();
+    // Every byte left in the pipe must be a token the core lent: at most
+    // `prefetch` idle ones, and never more than the sub-pool holds (bytes a
+    // client wrote without having read them, or wrote after a reset, are
+    // surplus too).
+    const keep = Math.min(this.prefetch, generation.held);
     let parked = bytesReadable(this.writeFd);
-    if (parked > this.prefetch) {
-      this.returnToCore(this.readOut(parked - this.prefetch));
+    if (parked > keep) {
+      const taken = this.readOut(parked - keep);
       parked = bytesReadable(this.writeFd);
+      this.returnToCore(taken, parked);
     }
     if (parked < this.prefetch && this.outstandingRead === null) this.askCore(generation);
   }
@@ -332,7 +351,7 @@ class FifoFront implements FrontPort {
       held: 0,
     };
     this.generation = generation;
-    this.connection.label(localFileId, `fifo front ${this.path} (tokens lent to its clients)`);
+    this.connection.label(localFileId, `${this.label} (tokens lent to its clients)`);
     this.connection.event({ type: 'open', fileId: generation.fileId, pid: 0 });
     return generation;
   }
@@ -360,14 +379,20 @@ class FifoFront implements FrontPort {
     });
   }
 
-  /** Give `tokens` read out of the pipe back to the core; bytes the sub-pool does not hold are dropped. */
-  private returnToCore(tokens: number): void {
+  /**
+   * Give `tokens` read out of the pipe back to the core. The bytes still in
+   * the pipe (`stillParked`) are tokens the sub-pool lent and keeps, so at
+   * most `held - stillParked` can be returns; the rest were not lent by this
+   * pool (a stale write after a reset, bytes a client never read) and are
+   * dropped, so the sub-pool can never hand out more than it holds.
+   */
+  private returnToCore(tokens: number, stillParked: number): void {
     if (tokens <= 0) return;
     const generation = this.generation;
-    const owned = Math.min(tokens, generation?.held ?? 0);
+    const owned = Math.max(0, Math.min(tokens, (generation?.held ?? 0) - stillParked));
     if (owned < tokens) {
       this.log(
-        `steve-daemon: fifo ${this.path}: dropped ${tokens - owned} byte(s) this pool did not lend (written by a client of an earlier reset?)`,
+        `steve-daemon: fifo ${this.path}: dropped ${tokens - owned} byte(s) this pool did not lend (written after a reset, or never read)`,
       );
     }
     if (generation === null || owned === 0) return;

@@ -46,18 +46,23 @@ async function waitFor(what: string, check: () => boolean, deadlineMs = 5000): P
 }
 
 // A jobserver client driven line by line from stdin: `r` reads one token
-// (blocking), `w N` writes N held tokens back (the bytes it read), `q` quits.
-// It narrates on stdout: `open`, `reading`, `got HELD`, `put HELD`.
+// (blocking), `w N` writes N held tokens back (the bytes it read), `f N`
+// writes N bytes it never read, `c` closes the fifo (keeping what it holds),
+// `o` opens it again, `q` quits. It narrates on stdout: `open`, `reading`,
+// `got HELD`, `put HELD`, `forged`, `closed`.
 const CLIENT = `
 import os, sys
 path, how = sys.argv[1], sys.argv[2]
-if how == 'rdwr':
-    r = w = os.open(path, os.O_RDWR)
-else:
-    r = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    os.set_blocking(r, True)
-    w = os.open(path, os.O_WRONLY)
-print('open', flush=True)
+def open_fifo():
+    if how == 'rdwr':
+        r = w = os.open(path, os.O_RDWR)
+    else:
+        r = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        os.set_blocking(r, True)
+        w = os.open(path, os.O_WRONLY)
+    print('open', flush=True)
+    return r, w
+r, w = open_fifo()
 held = []
 for line in sys.stdin:
     cmd = line.split()
@@ -72,6 +77,16 @@ for line in sys.stdin:
         os.write(w, b''.join(held[:n]))
         del held[:n]
         print('put', len(held), flush=True)
+    elif cmd[0] == 'f':
+        os.write(w, b'+' * int(cmd[1]))
+        print('forged', flush=True)
+    elif cmd[0] == 'c':
+        os.close(r)
+        if w != r:
+            os.close(w)
+        print('closed', flush=True)
+    elif cmd[0] == 'o':
+        r, w = open_fifo()
     elif cmd[0] == 'q':
         break
 `;
@@ -112,8 +127,15 @@ class Client {
     return this.lines.filter((line) => line.startsWith(prefix)).length;
   }
 
-  async opened(): Promise<void> {
-    await waitFor('the client to open the jobserver', () => this.count('open') === 1);
+  async opened(times = 1): Promise<void> {
+    await waitFor('the client to open the jobserver', () => this.count('open') === times);
+  }
+
+  /** Send `line` and wait for the reply line that starts with `prefix`. */
+  async ask(line: string, prefix: string): Promise<void> {
+    const before = this.count(prefix);
+    this.send(line);
+    await waitFor(`'${prefix}' after '${line}'`, () => this.count(prefix) === before + 1);
   }
 
   /** Read `n` tokens, one at a time, each within the deadline. */
@@ -365,6 +387,75 @@ describe('fifo front', () => {
     const next = client(front.jobserverPath);
     await next.opened();
     await waitFor('a token parked again', () => out() === 1 && front.parkedTokens() === 1);
+  });
+
+  it('a token written back after the sub-pool was reset is dropped: the fifo never grows the pool', async () => {
+    startServer(1);
+    const front = await startFifo();
+    const late = client(front.jobserverPath, 'rdwr');
+    await late.opened();
+    await late.take(1);
+    // It closes the fifo holding the pool's only token: no reader is left,
+    // the sub-pool is reset and the core reclaims the token.
+    await late.ask('c', 'closed');
+    await waitFor('the reset', () => out() === 0 && front.lentTokens() === 0);
+    // It opens the fifo again (a new sub-pool parks the token again) and
+    // writes back the byte it read before the reset.
+    late.send('o');
+    await late.opened(2);
+    await waitFor('a token parked for the new opener', () => front.parkedTokens() === 1);
+    await late.giveBack(1);
+    await waitFor('the pipe to be settled', () => front.parkedTokens() === 1);
+    // The pipe holds only what the sub-pool lent: one byte, one token.
+    expect(front.lentTokens()).toBe(1);
+    expect(out()).toBe(1);
+    // It reads that byte: the pool of 1 is empty, so the fifo front's next
+    // read waits in the core and nothing more is parked.
+    await late.take(1);
+    await waitFor(
+      'the fifo front to wait for a token',
+      () => server.snapshot().waiting === 1 || front.parkedTokens() > 0,
+    );
+    expect(front.parkedTokens()).toBe(0);
+    expect(maxOut()).toBe(1);
+    expect(logLines.some((line) => line.includes('dropped 1 byte(s) this pool did not lend'))).toBe(
+      true,
+    );
+  });
+
+  it('bytes a client never read are dropped, and what a pipe cannot tell apart heals when holders return', async () => {
+    startServer(4);
+    const front = await startFifo();
+    const forger = client(front.jobserverPath, 'rdwr');
+    await forger.opened();
+    await waitFor('one token parked', () => front.parkedTokens() === 1 && out() === 1);
+    // Three bytes it never read, nobody holding a token: all three dropped.
+    await forger.ask('f 3', 'forged');
+    await waitFor(
+      'the pipe to be settled',
+      () => front.parkedTokens() === 1 && logLines.length > 0,
+    );
+    expect(front.lentTokens()).toBe(1);
+    expect(out()).toBe(1);
+
+    // With 2 tokens really held, a forged byte looks exactly like a return
+    // on a kernel pipe: it is credited, so for a while the clients may have
+    // one more token than the sub-pool. The honest returns then find the
+    // sub-pool already paid and are dropped: it heals, and never owes more
+    // than the tokens honest clients held.
+    const honest = client(front.jobserverPath, 'rdwr');
+    await honest.opened();
+    await honest.take(2);
+    await waitFor('2 held + 1 parked', () => out() === 3 && front.parkedTokens() === 1);
+    await forger.ask('f 1', 'forged');
+    await waitFor('the forged byte taken as a return', () => out() === 2);
+    await honest.giveBack(2);
+    await waitFor('the honest returns', () => out() === 1 && front.parkedTokens() === 1);
+    expect(front.lentTokens()).toBe(1);
+    await honest.kill();
+    await forger.kill();
+    await waitFor('every token back', () => out() === 0 && front.parkedTokens() === 0);
+    expect(maxOut()).toBeLessThanOrEqual(4);
   });
 
   it('beside the FUSE front: both together never exceed -j, and tokens flow between them', async () => {
