@@ -12,6 +12,9 @@ export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const DAEMON_BIN =
   process.env.STEVE_E2E_DAEMON_BIN ??
   join(REPO, 'packages', 'steve-daemon', 'bin', 'steve-daemon.js');
+/** stevie under test; STEVE_E2E_STEVIE_BIN runs another build (to show a test fails on old code). */
+export const STEVIE_BIN =
+  process.env.STEVE_E2E_STEVIE_BIN ?? join(REPO, 'packages', 'steve-daemon', 'bin', 'stevie.js');
 /** Debian's python3 (PATH may hold another one). */
 export const PYTHON = '/usr/bin/python3';
 export const CLIENTS = join(REPO, 'e2e', 'clients');

@@ -36,3 +36,4 @@ export {
   type RunWithTokenResult,
 } from './run-with-token.js';
 export { type WaitStrategy, FALLBACK_MAX_DELAY_MS } from './wait.js';
+export { leasePrivateFifo, PrivateFifoError, type PrivateFifoLease } from './private-fifo.js';

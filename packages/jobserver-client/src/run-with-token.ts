@@ -32,6 +32,8 @@ export interface RunWithTokenOptions {
   readonly stdio?: readonly StdioEntry[];
   /** Aborts the wait for tokens (the command is not started) or kills the command (SIGTERM). */
   readonly signal?: AbortSignal;
+  /** Called with the command's pid once it has started (e.g. to tie a private fifo to it). */
+  readonly onSpawn?: (pid: number) => void;
 }
 
 /** How a command ended: its status as a shell reports it, and the signal that killed it. */
@@ -218,7 +220,7 @@ export async function runWithTokenResult(
     while (tokens.length < count) tokens.push(await jobserver.acquire({ signal: options.signal }));
     const spawnOptions = jobserver.spawnOptions({ style, env, stdio: options.stdio });
     debug('running %s with %d token(s), %s style', command, count, style);
-    return await spawnAndWait(command, args, cwd, spawnOptions, options.signal);
+    return await spawnAndWait(command, args, cwd, spawnOptions, options.signal, options.onSpawn);
   } finally {
     releaseAll(tokens, owned ? jobserver : null);
   }
@@ -249,9 +251,11 @@ function spawnAndWait(
   cwd: string,
   spawnOptions: { env: NodeJS.ProcessEnv; stdio: StdioEntry[] },
   signal: AbortSignal | undefined,
+  onSpawn: ((pid: number) => void) | undefined,
 ): Promise<RunWithTokenResult> {
   return new Promise<RunWithTokenResult>((resolvePromise, reject) => {
     const child = spawn(command, args, { cwd, env: spawnOptions.env, stdio: spawnOptions.stdio });
+    if (onSpawn !== undefined) child.once('spawn', () => onSpawn(child.pid as number));
     const fromTerminal = terminalSignalsReachChild();
     const forwarders = HANDLED_SIGNALS.map((name) => {
       const forward = (): void => {

@@ -24,7 +24,20 @@ export type ControlRequest =
   | { readonly id?: RequestTag; readonly type: 'get'; readonly setting?: SettingName }
   | { readonly id?: RequestTag; readonly type: 'set'; readonly changes: Partial<Settings> }
   | { readonly id?: RequestTag; readonly type: 'subscribe' }
-  | { readonly id?: RequestTag; readonly type: 'metrics' };
+  | { readonly id?: RequestTag; readonly type: 'metrics' }
+  /**
+   * A private fifo for one wrapped command (result {@link PrivateFifoResult}):
+   * a sub-pool of the pool that lives while this connection is open and,
+   * once `private-fifo-command` named it, while that command runs.
+   */
+  | { readonly id?: RequestTag; readonly type: 'private-fifo' }
+  /** The command this connection's private fifo is for (a child of the requester). */
+  | { readonly id?: RequestTag; readonly type: 'private-fifo-command'; readonly pid: number };
+
+/** The `private-fifo` result: the fifo to give the command (`--jobserver-auth=fifo:PATH`). */
+export interface PrivateFifoResult {
+  readonly path: string;
+}
 
 export type ControlRequestType = ControlRequest['type'];
 const REQUEST_TYPES: readonly ControlRequestType[] = [
@@ -33,6 +46,8 @@ const REQUEST_TYPES: readonly ControlRequestType[] = [
   'set',
   'subscribe',
   'metrics',
+  'private-fifo',
+  'private-fifo-command',
 ];
 
 export type ControlErrorCode =
@@ -43,6 +58,7 @@ export type ControlErrorCode =
   | 'forbidden'
   | 'line-too-long'
   | 'too-many-connections'
+  | 'unavailable'
   | 'internal';
 
 export interface ControlError {
@@ -215,7 +231,17 @@ export function parseControlRequest(line: string): ParsedControlRequest {
     case 'status':
     case 'subscribe':
     case 'metrics':
-      return { ok: true, request: { ...tag, type: type as 'status' | 'subscribe' | 'metrics' } };
+    case 'private-fifo':
+      return {
+        ok: true,
+        request: { ...tag, type: type as 'status' | 'subscribe' | 'metrics' | 'private-fifo' },
+      };
+    case 'private-fifo-command': {
+      const pid = value.pid;
+      if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid <= 0)
+        return fail('bad-request', '"private-fifo-command" needs "pid": a process id > 0');
+      return { ok: true, request: { ...tag, type: 'private-fifo-command', pid } };
+    }
     case 'get': {
       const setting = value.setting;
       if (setting === undefined) return { ok: true, request: { ...tag, type: 'get' } };
@@ -242,6 +268,18 @@ export function parseControlRequest(line: string): ParsedControlRequest {
 /** One line (with its newline) for a reply or an event. */
 export function controlLine(message: ControlReply | ControlEventMessage): string {
   return `${JSON.stringify(message)}\n`;
+}
+
+/**
+ * Whether `command` accepts only a real named pipe as its jobserver
+ * (ninja <= 1.13.2 ignores a FUSE file or a character device and then runs
+ * unlimited): the wrappers give it a private fifo of the daemon.
+ *
+ * @example
+ * needsRealFifo('/usr/bin/ninja') // true
+ */
+export function needsRealFifo(command: string): boolean {
+  return command.slice(command.lastIndexOf('/') + 1) === 'ninja';
 }
 
 /**

@@ -18,16 +18,20 @@
  * steve-job dies of it too once the tokens are back.
  */
 
+import { statSync } from 'node:fs';
 import { basename } from 'node:path';
 import {
   Jobserver,
+  type PrivateFifoLease,
+  PrivateFifoError,
+  leasePrivateFifo,
   type RunStyle,
   type RunWithTokenResult,
   type Token,
   dieOfSignal,
   runWithTokenResult,
 } from '@steve/jobserver-client';
-import { formatJobserverAuth, parseMakeCommandLine } from '@steve/protocol';
+import { formatJobserverAuth, needsRealFifo, parseMakeCommandLine } from '@steve/protocol';
 import { controlSocketPath } from '../control-status.js';
 import { ExitCode } from '../exit-codes.js';
 import { NoPoolError, START_HINT, findPool, parsePoolSpec } from '../pool.js';
@@ -269,7 +273,27 @@ export async function steveJobResult(
     say(`${opened.problem}\nsteve-job: --fallback run: running ${options.command} without a token`);
     return runWithoutToken(options.command, options.args);
   }
-  const { jobserver, from, inherited } = opened;
+  const { inherited } = opened;
+  let { jobserver, from } = opened;
+  // ninja takes only a real fifo: a private one of the daemon, whose tokens
+  // come back when ninja ends (however it ends).
+  let lease: PrivateFifoLease | null = null;
+  if (needsRealFifo(options.command) && options.style !== 'pipe' && !isFifo(jobserver.path)) {
+    try {
+      lease = await leasePrivateFifo(controlSocketPath(options.control, process.env));
+      jobserver.close();
+      jobserver = Jobserver.fromAuth(
+        { kind: 'fifo', path: lease.path },
+        { implicitSlot: inherited || options.noWait, wait: options.noWait ? 'fallback' : 'auto' },
+      );
+      from = 'a private fifo of the daemon';
+    } catch (error) {
+      if (!(error instanceof PrivateFifoError)) throw error;
+      say(
+        `warning: ${options.command} accepts only a real fifo and ${jobserver.path} is not one; no private fifo either (${error.message}): it may run without a limit`,
+      );
+    }
+  }
   // In an inherited pool the first token is the slot the parent holds for this job.
   const toRead = inherited ? options.tokens - 1 : options.tokens;
   const held: Token[] = [];
@@ -299,14 +323,35 @@ export async function steveJobResult(
         return exited(ExitCode.noTokenFree);
       }
     }
+    const tiedTo = lease;
     return await runWithTokenResult(options.command, options.args, {
       jobserver,
       tokens: options.noWait ? 1 : options.tokens,
       style: options.style,
+      ...(tiedTo === null
+        ? {}
+        : {
+            onSpawn: (pid: number) =>
+              void tiedTo
+                .commandStarted(pid)
+                .catch((error: Error) =>
+                  say(`warning: the private fifo is not tied to pid ${pid}: ${error.message}`),
+                ),
+          }),
     });
   } finally {
     for (const token of held) token.release();
     jobserver.close();
+    lease?.close();
+  }
+}
+
+/** Whether `path` is a named pipe (false when it cannot be looked at). */
+function isFifo(path: string): boolean {
+  try {
+    return statSync(path).isFIFO();
+  } catch {
+    return false;
   }
 }
 

@@ -8,7 +8,7 @@
 
 import { type Server as HttpServer, createServer as createHttpServer } from 'node:http';
 import { availableParallelism } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import yargs from 'yargs';
 import {
   CONTROL_SOCKET_ENV,
@@ -27,6 +27,7 @@ import { PoolServer, realNow } from '../daemon/pool-server.js';
 import { cuseAvailable, startCuseFront } from '../fronts/cuse.js';
 import { type RunningFront, startFuseFront } from '../fronts/fuse.js';
 import { DEFAULT_FIFO_PREFETCH, startFifoFront } from '../fronts/fifo.js';
+import { PrivateFifos } from '../fronts/private-fifos.js';
 import { peerCredentials, watchPid } from '../native/addon.js';
 import { type ControlServer, startControlServer } from '../control/server.js';
 import { sampleProbes } from '../probes/probes.js';
@@ -52,6 +53,7 @@ export interface DaemonArgs {
   allowOther: boolean;
   fifo: string | undefined;
   fifoPrefetch: number;
+  privateFifoDir: string | undefined;
   control: string | undefined;
   metricsListen: string | undefined;
   verbose: boolean;
@@ -136,6 +138,11 @@ export function parseDaemonArgs(argv: string[]): DaemonArgs {
       default: DEFAULT_FIFO_PREFETCH,
       describe: 'idle tokens the fifo front keeps parked in the pipe while clients have it open',
     })
+    .option('private-fifo-dir', {
+      type: 'string',
+      describe:
+        'where private fifos for wrapped commands (stevie -- ninja) go (default: steve-fifos beside the control socket)',
+    })
     .option('control', {
       type: 'string',
       describe: `control socket for stevie (default: $STEVE_CONTROL or ${DEFAULT_CONTROL_SOCKET_PATH})`,
@@ -182,6 +189,7 @@ export function parseDaemonArgs(argv: string[]): DaemonArgs {
     allowOther: parsed['allow-other'],
     fifo: parsed.fifo,
     fifoPrefetch: parsed['fifo-prefetch'],
+    privateFifoDir: parsed['private-fifo-dir'],
     control: parsed.control,
     metricsListen: parsed['metrics-listen'],
     verbose: parsed.verbose || parsed.debug,
@@ -317,6 +325,8 @@ export async function main(argv: string[]): Promise<void> {
       throw new UsageError(`--fifo-prefetch must be a whole number >= 1, got ${args.fifoPrefetch}`);
     }
     if (args.fifo === '') throw new UsageError('--fifo needs a PATH for the named pipe');
+    if (args.privateFifoDir === '')
+      throw new UsageError('--private-fifo-dir needs a DIR for the private fifos');
   } catch (error) {
     log(`steve-daemon: ${(error as Error).message}`);
     process.exit(2);
@@ -339,6 +349,12 @@ export async function main(argv: string[]): Promise<void> {
   });
 
   const fronts: RunningFront[] = [];
+  const privateFifos = new PrivateFifos(server, {
+    dir: resolve(args.privateFifoDir ?? join(dirname(control.socketPath), 'steve-fifos')),
+    prefetch: args.fifoPrefetch,
+    watchPid,
+    log,
+  });
   let controlServer: ControlServer | null = null;
   let metricsServer: HttpServer | null = null;
   let stopping = false;
@@ -347,6 +363,7 @@ export async function main(argv: string[]): Promise<void> {
     stopping = true;
     metricsServer?.close();
     await Promise.race([controlServer?.close(), new Promise((r) => setTimeout(r, 1000))]);
+    privateFifos.closeAll();
     for (const front of fronts) front.close();
     server.stop();
     // Let the sessions answer pending requests and unmount before leaving.
@@ -412,6 +429,8 @@ export async function main(argv: string[]): Promise<void> {
       peerCredentials,
       log,
       now: realNow,
+      privateFifos,
+      poolAccess: access,
     });
     if (metricsListen !== null) {
       const current = controlServer;
@@ -436,6 +455,7 @@ export async function main(argv: string[]): Promise<void> {
     log(`steve-daemon: ${(error as Error).message}`);
     await controlServer?.close();
     metricsServer?.close();
+    privateFifos.closeAll();
     for (const front of fronts) front.close();
     server.stop();
     setImmediate(() => process.exit(1));

@@ -19,6 +19,7 @@ import {
   DEFAULT_DEVICE_PATH,
   DEFAULT_FUSE_JOBSERVER_PATH,
   chooseFront,
+  needsRealFifo,
   type PoolRecord,
   type SettingName,
   type Settings,
@@ -30,6 +31,9 @@ import { existsSync } from 'node:fs';
 import {
   CommandStartError,
   Jobserver,
+  type PrivateFifoLease,
+  PrivateFifoError,
+  leasePrivateFifo,
   type RunStyle,
   type RunWithTokenResult,
   dieOfSignal,
@@ -372,6 +376,31 @@ export async function findPool(controlPath: string, command: string): Promise<st
 }
 
 /**
+ * A private fifo of the daemon for a command that accepts only a real fifo
+ * (ninja): its tokens come back when the command ends, however it ends.
+ * Without one (an older daemon, no access) the shared fronts are used, and
+ * stevie says so.
+ */
+async function privateFifo(controlPath: string): Promise<PrivateFifoLease | null> {
+  try {
+    return await leasePrivateFifo(controlPath);
+  } catch (error) {
+    if (!(error instanceof PrivateFifoError)) throw error;
+    process.stderr.write(`stevie: warning: ${error.message}; using the shared pool instead\n`);
+    return null;
+  }
+}
+
+/** Keep the private fifo until the command has exited, even if stevie is killed first. */
+function tieToCommand(lease: PrivateFifoLease, pid: number): void {
+  lease.commandStarted(pid).catch((error: Error) => {
+    process.stderr.write(
+      `stevie: warning: the private fifo is not tied to pid ${pid}: ${error.message}\n`,
+    );
+  });
+}
+
+/**
  * `stevie [--] CMD ARGS…`: run CMD holding one token of the pool; its exit
  * status is ours. When CMD dies of SIGINT, SIGTERM, SIGHUP or SIGQUIT,
  * stevie dies of it too once the token is back (so a shell loop around it
@@ -384,20 +413,26 @@ async function runCommand(
 ): Promise<number> {
   const [command, ...commandArgs] = commandLine;
   if (command === undefined) throw new StevieUsageError('usage: stevie [--] CMD ARGS…');
-  const poolPath = await findPool(controlPath, command);
-  const jobserver = Jobserver.fromAuth({ kind: 'fifo', path: poolPath }, { implicitSlot: false });
+  const lease = needsRealFifo(command) && style !== 'pipe' ? await privateFifo(controlPath) : null;
+  const poolPath = lease?.path ?? (await findPool(controlPath, command));
   let result: RunWithTokenResult;
   try {
-    result = await runWithTokenResult(command, commandArgs, {
-      jobserver,
-      tokens: 1,
-      style: style ?? 'auto',
-    });
+    const jobserver = Jobserver.fromAuth({ kind: 'fifo', path: poolPath }, { implicitSlot: false });
+    try {
+      result = await runWithTokenResult(command, commandArgs, {
+        jobserver,
+        tokens: 1,
+        style: style ?? 'auto',
+        ...(lease === null ? {} : { onSpawn: (pid: number) => tieToCommand(lease, pid) }),
+      });
+    } finally {
+      jobserver.close();
+    }
   } catch (error) {
     if (error instanceof CommandStartError) throw new ControlClientError(error.message);
     throw error;
   } finally {
-    jobserver.close();
+    lease?.close();
   }
   dieOfSignal(result.signal);
   return result.status;

@@ -2,7 +2,9 @@
  * The control socket: newline-delimited JSON on a unix socket. Reads
  * (status, get, subscribe, metrics) for anyone who can open the socket;
  * changes (set) for root, the daemon's user or the configured group, checked
- * with SO_PEERCRED. Bad input gets an error reply and never touches the pool.
+ * with SO_PEERCRED; private fifos (`private-fifo`) for whoever may use the
+ * jobserver file itself, each living as long as its connection (and the
+ * command it names). Bad input gets an error reply and never touches the pool.
  */
 
 import { readFileSync, statSync, unlinkSync, chmodSync, mkdirSync } from 'node:fs';
@@ -18,6 +20,7 @@ import {
   parseControlRequest,
 } from '@steve/protocol';
 import type { PoolServer } from '../daemon/pool-server.js';
+import type { PrivateFifo, PrivateFifos } from '../fronts/private-fifos.js';
 import { PoolCounters, prometheusText } from './metrics.js';
 
 /** A client whose unread output passes this is dropped (it does not read its replies or events). */
@@ -36,6 +39,13 @@ export interface ControlServerOptions {
   readonly log: (line: string) => void;
   readonly maxConnections?: number;
   readonly now: () => number;
+  /** Private fifos for wrapped commands (`private-fifo`), or null when not served. */
+  readonly privateFifos?: PrivateFifos | null;
+  /**
+   * Who may take tokens through a private fifo: the same users as the
+   * jobserver file or device (its mode bits and group).
+   */
+  readonly poolAccess?: { readonly mode: number; readonly gid: number | null };
 }
 
 export interface ControlServer {
@@ -149,13 +159,105 @@ export async function startControlServer(options: ControlServerOptions): Promise
     return gid !== null && (credentials.gid === gid || groupsOf(credentials.pid).includes(gid));
   };
 
+  const mayUsePool = (credentials: { pid: number; uid: number; gid: number }): boolean => {
+    const access = options.poolAccess ?? { mode: 0o666, gid: null };
+    if ((access.mode & 0o006) === 0o006) return true;
+    if (credentials.uid === 0 || credentials.uid === process.getuid?.()) return true;
+    const gid = access.gid;
+    return (
+      (access.mode & 0o060) === 0o060 &&
+      gid !== null &&
+      (credentials.gid === gid || groupsOf(credentials.pid).includes(gid))
+    );
+  };
+
+  /** Each connection's private fifo (it ends when the connection closes). */
+  const privateFifoOf = new Map<Socket, PrivateFifo>();
+
+  /** `private-fifo`: make one for this connection; the reply names its path. */
+  const createPrivateFifo = async (
+    tag: { id?: RequestTag },
+    socket: Socket,
+    credentials: { pid: number; uid: number; gid: number } | null,
+  ): Promise<ControlReply> => {
+    const fifos = options.privateFifos ?? null;
+    if (fifos === null)
+      return {
+        ...tag,
+        ok: false,
+        error: { code: 'unavailable', message: 'this daemon serves no private fifos' },
+      };
+    if (credentials === null)
+      return {
+        ...tag,
+        ok: false,
+        error: {
+          code: 'forbidden',
+          message: 'a private fifo needs the peer credentials of its owner',
+        },
+      };
+    if (!mayUsePool(credentials))
+      return {
+        ...tag,
+        ok: false,
+        error: {
+          code: 'forbidden',
+          message: `uid ${credentials.uid} may not use this pool (not in the group of its jobserver file)`,
+        },
+      };
+    if (privateFifoOf.has(socket))
+      return {
+        ...tag,
+        ok: false,
+        error: { code: 'bad-request', message: 'this connection has a private fifo already' },
+      };
+    let fifo: PrivateFifo;
+    try {
+      fifo = await fifos.create(credentials);
+    } catch (error) {
+      return {
+        ...tag,
+        ok: false,
+        error: { code: 'unavailable', message: `no private fifo: ${(error as Error).message}` },
+      };
+    }
+    if (socket.destroyed) {
+      fifo.ownerGone();
+    } else {
+      privateFifoOf.set(socket, fifo);
+      socket.setTimeout(0); // it lives as long as the command, however quiet
+    }
+    return { ...tag, ok: true, result: { path: fifo.path } };
+  };
+
   const handle = (
     request: ControlRequest,
     socket: Socket,
     credentials: { pid: number; uid: number; gid: number } | null,
-  ): ControlReply => {
+  ): ControlReply | Promise<ControlReply> => {
     const tag: { id?: RequestTag } = request.id === undefined ? {} : { id: request.id };
     switch (request.type) {
+      case 'private-fifo':
+        return createPrivateFifo(tag, socket, credentials);
+      case 'private-fifo-command': {
+        const fifo = privateFifoOf.get(socket);
+        if (fifo === undefined)
+          return {
+            ...tag,
+            ok: false,
+            error: { code: 'bad-request', message: 'ask for a "private-fifo" first' },
+          };
+        try {
+          fifo.commandStarted(request.pid);
+        } catch (error) {
+          return {
+            ...tag,
+            ok: false,
+            error: { code: 'bad-request', message: (error as Error).message },
+          };
+        }
+        return { ...tag, ok: true, result: { pid: request.pid } };
+      }
       case 'status':
         return { ...tag, ok: true, result: status() };
       case 'get': {
@@ -237,7 +339,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
         buffered = buffered.slice(newline + 1);
         if (line.trim() === '') continue;
         const parsed = parseControlRequest(line);
-        let reply: ControlReply;
+        let reply: ControlReply | Promise<ControlReply>;
         if (!parsed.ok) {
           reply =
             parsed.id === undefined
@@ -249,6 +351,13 @@ export async function startControlServer(options: ControlServerOptions): Promise
           } catch (error) {
             reply = { ok: false, error: { code: 'internal', message: (error as Error).message } };
           }
+        }
+        if (reply instanceof Promise) {
+          // Answered when ready; replies carry the request's id.
+          void reply.then((answer) => {
+            if (!socket.destroyed) socket.write(controlLine(answer));
+          });
+          continue;
         }
         if (!socket.destroyed) socket.write(controlLine(reply));
         if (socket.writableLength > MAX_SUBSCRIBER_BACKLOG_BYTES) {
@@ -276,12 +385,14 @@ export async function startControlServer(options: ControlServerOptions): Promise
       }
     });
     socket.setTimeout(IDLE_TIMEOUT_MS, () => {
-      if (!subscribers.has(socket)) socket.destroy();
+      if (!subscribers.has(socket) && !privateFifoOf.has(socket)) socket.destroy();
     });
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       sockets.delete(socket);
       subscribers.delete(socket);
+      privateFifoOf.get(socket)?.ownerGone();
+      privateFifoOf.delete(socket);
     });
   });
   server.maxConnections = maxConnections + 16; // past ours, the kernel queue takes over
