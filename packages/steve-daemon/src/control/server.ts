@@ -173,6 +173,8 @@ export async function startControlServer(options: ControlServerOptions): Promise
 
   /** Each connection's private fifo (it ends when the connection closes). */
   const privateFifoOf = new Map<Socket, PrivateFifo>();
+  /** Connections whose `private-fifo` is being made (a second one must wait its turn and fail). */
+  const creatingFifoFor = new Set<Socket>();
 
   /** `private-fifo`: make one for this connection; the reply names its path. */
   const createPrivateFifo = async (
@@ -205,13 +207,14 @@ export async function startControlServer(options: ControlServerOptions): Promise
           message: `uid ${credentials.uid} may not use this pool (not in the group of its jobserver file)`,
         },
       };
-    if (privateFifoOf.has(socket))
+    if (privateFifoOf.has(socket) || creatingFifoFor.has(socket))
       return {
         ...tag,
         ok: false,
         error: { code: 'bad-request', message: 'this connection has a private fifo already' },
       };
     let fifo: PrivateFifo;
+    creatingFifoFor.add(socket);
     try {
       fifo = await fifos.create(credentials);
     } catch (error) {
@@ -220,6 +223,8 @@ export async function startControlServer(options: ControlServerOptions): Promise
         ok: false,
         error: { code: 'unavailable', message: `no private fifo: ${(error as Error).message}` },
       };
+    } finally {
+      creatingFifoFor.delete(socket);
     }
     if (socket.destroyed) {
       fifo.ownerGone();
