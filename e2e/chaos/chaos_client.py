@@ -8,6 +8,9 @@ acquire and release to STAMPS with one write(2) each:
 
 Usage: chaos_client.py MODE PATH STAMPS JOBS SEED
 MODE: blocking | nonblocking | poll | threads | fork | shared | crossfd
+      | job (one job of a build tool that holds the token for it, e.g. a
+        ninja edge: stamps HOLDER = $CHAOS_HOLDER, the build's id; reads
+        nothing; PATH -)
 Exit 0 when every job ran; nonzero on a jobserver error (printed).
 """
 import errno, os, random, select, sys, threading, time
@@ -113,6 +116,12 @@ def main():
             os.waitpid(pid, 0)
         os.close(done_w)
         os.read(done_r, 1)
+    elif mode == "job":
+        holder = int(os.environ["CHAOS_HOLDER"])
+        token = new_token()
+        stamp("+", holder, token)
+        time.sleep(rnd.uniform(0.01, 0.08))
+        stamp("-", holder, token)
     else:
         sys.exit(f"unknown mode {mode}")
 

@@ -57,6 +57,8 @@ export interface OverIssue {
   readonly maxOverIssue: number;
   /** The job count in effect at the worst moment. */
   readonly capacityAtMaxOverIssue: number;
+  /** At the worst moment: the grant's time and each token held then, as `TOKEN@HOLDER` (to debug a failure). */
+  readonly heldAtMaxOverIssue: { readonly ns: bigint; readonly tokens: readonly string[] } | null;
 }
 
 /** Slack around a job change: a grant stamped just after a change may have been made just before it. */
@@ -87,6 +89,7 @@ export function checkOverIssue(stamps: readonly Stamp[], initialJobs: number): O
   let maxHeld = 0;
   let maxOverIssue = 0;
   let capacityAtMaxOverIssue = initialJobs;
+  let heldAtMaxOverIssue: OverIssue['heldAtMaxOverIssue'] = null;
   for (const s of stamps) {
     switch (s.kind) {
       case '+':
@@ -100,6 +103,10 @@ export function checkOverIssue(stamps: readonly Stamp[], initialJobs: number): O
           if (held - allowed > maxOverIssue) {
             maxOverIssue = held - allowed;
             capacityAtMaxOverIssue = allowed;
+            heldAtMaxOverIssue = {
+              ns: s.ns,
+              tokens: [...holderOf].map(([token, holder]) => `${token}@${holder}`),
+            };
           }
         }
         break;
@@ -117,7 +124,7 @@ export function checkOverIssue(stamps: readonly Stamp[], initialJobs: number): O
         break;
     }
   }
-  return { grants, maxHeld, maxOverIssue, capacityAtMaxOverIssue };
+  return { grants, maxHeld, maxOverIssue, capacityAtMaxOverIssue, heldAtMaxOverIssue };
 }
 
 /** p50, p99 and max of a list of milliseconds (0s when empty). */

@@ -2,10 +2,11 @@
 // injects the faults, changes the job count, keeps asking stevie, and then
 // measures what the invariants need. Bounded: every loop stops by itself.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { PYTHON, REPO, type RunningDaemon, waitFor } from '../helpers/daemon.js';
+import { NINJA } from '../helpers/ninja.js';
 import { checkOverIssue, parseStamps, percentiles } from './invariants.js';
 import { seededRandom as random } from '@steve/test-support';
 
@@ -36,6 +37,12 @@ export interface Scenario {
   readonly jobChanges?: readonly number[];
   readonly jobChangeEveryMs?: number;
   readonly seed: number;
+  /** Also run these modes on the daemon's shared fifo (`--fifo`), clientsPerMode each. */
+  readonly fifoModes?: readonly Mode[];
+  /** Fatal faults allowed on shared-fifo clients (their tokens stay lent until its last close). */
+  readonly maxFifoKills?: number;
+  /** Real ninja builds through `stevie -- ninja` (a private fifo each), jobsPerClient jobs each. */
+  readonly ninjaBuilds?: number;
 }
 
 export interface ScenarioResult {
@@ -43,19 +50,57 @@ export interface ScenarioResult {
   readonly clients: number;
   readonly grants: number;
   readonly faults: { kill: number; stop: number; interrupt: number };
-  /** Signal sent -> the daemon logged the reclaim of that process, ms. */
+  /** A signalled client's end -> the daemon logged the reclaim of its tokens, ms. */
   readonly reclaimMs: { p50: number; p99: number; max: number };
+  /** Which client the slowest reclaim was (a forked child's hand-off holds it until the child is done). */
+  readonly slowestReclaim: string;
   /** Most tokens clients held at once, and the job count then (max over capacity). */
   readonly maxHeld: number;
   readonly maxOverIssue: number;
+  /** When there was an over-issue: what was held then, and the stamps and daemon log around it. */
+  readonly overIssueReport?: string;
   /** Clients still running at the deadline, or signalled ones not gone within 3 s. */
   readonly hung: number;
   /** Tokens still out 2 s after every client exited. */
   readonly lost: number;
   readonly stevieFailures: number;
+  /** Shared fifo: from a lower job count's reply until the daemon had the surplus back, ms; and decreases that never got there in 10 s. */
+  readonly decreaseSettleMs?: { p50: number; p99: number; max: number; unsettled: number };
   readonly clientErrors: readonly string[];
   readonly durationMs: number;
 }
+
+/** A build.ninja of `jobs` independent edges, each a chaos `job` stamping for ninja's pid. */
+function writeChaosNinjaBuild(dir: string, jobs: number, stamps: string, seed: number): void {
+  mkdirSync(dir, { recursive: true });
+  const names = Array.from({ length: jobs }, (_, i) => `job${i}`);
+  writeFileSync(
+    join(dir, 'build.ninja'),
+    [
+      'rule job',
+      `  command = exec ${PYTHON} ${CLIENT} job - ${stamps} 1 ${seed}$seed`,
+      ...names.map((name, i) => `build ${name}: job\n  seed = ${i}`),
+      `default ${names.join(' ')}`,
+      '',
+    ].join('\n'),
+  );
+}
+
+/** The children of `pid` (Linux's /proc/PID/task/PID/children). */
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Holder ids of ninja builds' jobs in the stamps (above any pid). */
+const NINJA_HOLDER_BASE = 1 << 23;
 
 const nowNs = (): bigint =>
   BigInt(Date.now()) * 1_000_000n + BigInt(process.hrtime()[1] % 1_000_000);
@@ -72,53 +117,90 @@ export async function runScenario(
 
   // When the daemon logged the reclaim of each pid (its -v lines).
   const reclaimedAt = new Map<number, number>();
+  const log: string[] = [];
   const onLog = (chunk: Buffer | string): void => {
-    for (const match of String(chunk).matchAll(/reclaim <- pid (\d+) /g))
-      reclaimedAt.set(Number(match[1]), Date.now());
+    for (const line of String(chunk).split('\n')) if (line) log.push(`${Date.now()} ${line}`);
+    // A FUSE client's pid, or the private fifo of stevie's pid (ninja builds).
+    for (const match of String(chunk).matchAll(
+      /reclaim <- (?:pid (\d+) |[^\n]*private fifo of pid (\d+))/g,
+    ))
+      reclaimedAt.set(Number(match[1] ?? match[2]), Date.now());
   };
   daemon.process.stderr?.on('data', onLog);
 
   const clients = new Map<number, ChildProcess>();
+  // The process a fault goes to, by tracked client (a ninja build: ninja, not stevie).
+  const targets = new Map<number, () => number | undefined>();
+  const onFifo = new Set<number>();
   const exitedAt = new Map<number, number>();
   const clientErrors: string[] = [];
   const signalledAt = new Map<number, number>();
   let spawned = 0;
-  const modes = scenario.modes ?? ALL_MODES;
   const allExited: Promise<void>[] = [];
+  const labels = new Map<number, string>();
+  // Whom the `x` stamp names: the pid, or a ninja build's holder id.
+  const holderIds = new Map<number, number>();
+  const track = (
+    label: string,
+    child: ChildProcess,
+    target?: () => number | undefined,
+    holderId?: number,
+  ): void => {
+    spawned += 1;
+    const pid = child.pid as number;
+    clients.set(pid, child);
+    targets.set(pid, target ?? (() => pid));
+    if (holderId !== undefined) holderIds.set(pid, holderId);
+    labels.set(pid, label);
+    let stderr = '';
+    child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    allExited.push(
+      new Promise((resolve) =>
+        child.on('exit', (code, signal) => {
+          exitedAt.set(pid, Date.now());
+          clients.delete(pid);
+          if (code !== 0 && !signalledAt.has(pid))
+            clientErrors.push(`${label} pid ${pid}: exit ${code ?? signal}: ${stderr.trim()}`);
+          resolve();
+        }),
+      ),
+    );
+  };
+  const client = (mode: Mode, path: string): ChildProcess =>
+    spawn(PYTHON, [CLIENT, mode, path, stamps, String(scenario.jobsPerClient), String(spawned)], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
   for (let i = 0; i < scenario.clientsPerMode; i++) {
-    for (const mode of modes) {
-      const child = spawn(
-        PYTHON,
-        [
-          CLIENT,
-          mode,
-          daemon.jobserverPath,
-          stamps,
-          String(scenario.jobsPerClient),
-          String(spawned),
-        ],
-        { stdio: ['ignore', 'ignore', 'pipe'] },
-      );
-      spawned += 1;
-      const pid = child.pid as number;
-      clients.set(pid, child);
-      let stderr = '';
-      child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-      allExited.push(
-        new Promise((resolve) =>
-          child.on('exit', (code, signal) => {
-            exitedAt.set(pid, Date.now());
-            clients.delete(pid);
-            if (code !== 0 && !signalledAt.has(pid))
-              clientErrors.push(`${mode} pid ${pid}: exit ${code ?? signal}: ${stderr.trim()}`);
-            resolve();
-          }),
-        ),
-      );
+    for (const mode of scenario.modes ?? ALL_MODES) track(mode, client(mode, daemon.jobserverPath));
+    for (const mode of scenario.fifoModes ?? []) {
+      if (daemon.fifoPath === null) throw new Error('fifoModes need a daemon with a fifo front');
+      const child = client(mode, daemon.fifoPath);
+      onFifo.add(child.pid as number);
+      track(`fifo ${mode}`, child);
     }
+  }
+  for (let i = 0; i < (scenario.ninjaBuilds ?? 0); i++) {
+    // Its jobs stamp this holder id (their parent may be gone by the time they stamp).
+    const holderId = NINJA_HOLDER_BASE + i;
+    const dir = join(daemon.dir, `ninja-${scenario.name.replace(/\W+/g, '-')}-${i}`);
+    writeChaosNinjaBuild(dir, scenario.jobsPerClient, stamps, spawned);
+    const wrapper = spawn(process.execPath, [STEVIE, ...control, '--', 'ninja', '-C', dir], {
+      cwd: dir,
+      env: {
+        ...process.env,
+        MAKEFLAGS: '',
+        CHAOS_HOLDER: String(holderId),
+        PATH: `${dirname(NINJA)}:${process.env.PATH ?? ''}`,
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    track('stevie -- ninja', wrapper, () => childrenOf(wrapper.pid as number)[0], holderId);
   }
 
   const faults = { kill: 0, stop: 0, interrupt: 0 };
+  let fifoKills = 0;
+  const settleMs: number[] = [];
+  let unsettled = 0;
   let stevieFailures = 0;
   const deadline = Date.now() + 90_000;
   const live = (): number[] => [...clients.keys()];
@@ -129,12 +211,21 @@ export async function runScenario(
       await new Promise((r) => setTimeout(r, scenario.faultEveryMs));
       const pids = live();
       if (pids.length <= 2) return; // leave some to finish the work
-      const pid = pids[Math.floor(rnd() * pids.length)] as number;
+      const tracked = pids[Math.floor(rnd() * pids.length)] as number;
+      const pid = targets.get(tracked)?.();
+      if (pid === undefined) continue; // not started yet
       const which = rnd();
+      const fatal = which < 0.4 || which >= 0.7;
+      if (fatal && onFifo.has(tracked)) {
+        // On the shared fifo a killed client's tokens stay lent until its
+        // last close: kill at most this many, so the others can finish.
+        if (fifoKills >= (scenario.maxFifoKills ?? 0)) continue;
+        fifoKills += 1;
+      }
       try {
         if (which < 0.4) {
-          appendFileSync(stamps, `x ${pid} ${nowNs()}\n`);
-          signalledAt.set(pid, Date.now());
+          appendFileSync(stamps, `x ${holderIds.get(tracked) ?? pid} ${nowNs()}\n`);
+          signalledAt.set(tracked, Date.now());
           process.kill(pid, 'SIGKILL');
           faults.kill += 1;
         } else if (which < 0.7) {
@@ -151,8 +242,8 @@ export async function runScenario(
             50 + Math.floor(rnd() * 200),
           );
         } else {
-          appendFileSync(stamps, `x ${pid} ${nowNs()}\n`);
-          signalledAt.set(pid, Date.now());
+          appendFileSync(stamps, `x ${holderIds.get(tracked) ?? pid} ${nowNs()}\n`);
+          signalledAt.set(tracked, Date.now());
           process.kill(pid, 'SIGINT');
           faults.interrupt += 1;
         }
@@ -170,7 +261,21 @@ export async function runScenario(
       await execFileAsync(process.execPath, [STEVIE, 'set', 'jobs', String(next), ...control], {
         timeout: 5000,
       });
-      appendFileSync(stamps, `j ${jobs} ${next} ${sent} ${nowNs()}\n`);
+      let done = nowNs();
+      if (next < jobs && scenario.fifoModes !== undefined) {
+        // Shared-fifo clients pass tokens to each other through the kernel
+        // pipe, unseen by the daemon: a lower count holds once the daemon
+        // has taken the surplus back (an idle byte in the pipe), not at its reply.
+        const asked = Date.now();
+        try {
+          await waitFor('the fifo sub-pool to shrink', () => daemon.out() <= next, 10_000);
+        } catch {
+          unsettled += 1;
+        }
+        settleMs.push(Date.now() - asked);
+        done = nowNs();
+      }
+      appendFileSync(stamps, `j ${jobs} ${next} ${sent} ${done}\n`);
       jobs = next;
     }
   };
@@ -209,9 +314,17 @@ export async function runScenario(
   }
   daemon.process.stderr?.off('data', onLog);
   const reclaims: number[] = [];
-  for (const [pid, at] of signalledAt) {
-    const reclaimed = reclaimedAt.get(pid);
-    if (reclaimed !== undefined) reclaims.push(reclaimed - at);
+  let slowestReclaim = '';
+  for (const [tracked, signalled] of signalledAt) {
+    // From the process's end (a client may finish its threads' jobs after
+    // SIGINT first), or the signal when it outlived the scenario.
+    const from = exitedAt.get(tracked) ?? signalled;
+    const reclaimed = reclaimedAt.get(tracked);
+    if (reclaimed === undefined) continue;
+    const ms = Math.max(0, reclaimed - from);
+    if (reclaims.every((other) => other < ms))
+      slowestReclaim = `${labels.get(tracked)} pid ${tracked}: ${ms} ms`;
+    reclaims.push(ms);
   }
   const overIssue = checkOverIssue(parseStamps(readFileSync(stamps, 'utf8')), scenario.jobs);
   return {
@@ -220,14 +333,45 @@ export async function runScenario(
     grants: overIssue.grants,
     faults,
     reclaimMs: percentiles(reclaims),
+    slowestReclaim,
     maxHeld: overIssue.maxHeld,
     maxOverIssue: overIssue.maxOverIssue,
+    ...(overIssue.heldAtMaxOverIssue === null
+      ? {}
+      : { overIssueReport: describeOverIssue(overIssue, readFileSync(stamps, 'utf8'), log) }),
     hung,
     lost,
     stevieFailures,
+    ...(scenario.fifoModes === undefined
+      ? {}
+      : { decreaseSettleMs: { ...percentiles(settleMs), unsettled } }),
     clientErrors,
     durationMs: Date.now() - started,
   };
+}
+
+/** The stamps within 300 ms before the worst over-issue, and what was held then. */
+function describeOverIssue(
+  overIssue: ReturnType<typeof checkOverIssue>,
+  stampsText: string,
+  log: readonly string[],
+): string {
+  const worst = overIssue.heldAtMaxOverIssue;
+  if (worst === null) return '';
+  const fromNs = worst.ns - 300_000_000n;
+  const near = stampsText.split('\n').filter((line) => {
+    const ns = line.split(' ')[line.startsWith('x ') ? 2 : 3];
+    return ns !== undefined && /^\d+$/.test(ns) && BigInt(ns) >= fromNs && BigInt(ns) <= worst.ns;
+  });
+  const worstMs = Number(worst.ns / 1_000_000n);
+  const logNear = log.filter((line) => Math.abs(Number(line.split(' ')[0]) - worstMs) < 300);
+  return [
+    `held at ${worst.ns}: ${worst.tokens.join(' ')} (capacity ${overIssue.capacityAtMaxOverIssue})`,
+    'stamps in the 300 ms before:',
+    ...near,
+    'daemon log within 300 ms:',
+    ...logNear,
+  ].join('\n');
 }
 
 /** One line per scenario, as the suite prints it. */
@@ -237,6 +381,10 @@ export function formatResult(r: ScenarioResult): string {
     `faults kill ${r.faults.kill} stop ${r.faults.stop} int ${r.faults.interrupt}, ` +
     `reclaim p50/p99/max ${r.reclaimMs.p50}/${r.reclaimMs.p99}/${r.reclaimMs.max} ms, ` +
     `max held ${r.maxHeld} (over capacity ${r.maxOverIssue}), hung ${r.hung}, lost ${r.lost}, ` +
-    `stevie failures ${r.stevieFailures}, ${(r.durationMs / 1000).toFixed(1)} s`
+    `stevie failures ${r.stevieFailures}, ` +
+    (r.decreaseSettleMs === undefined
+      ? ''
+      : `fifo decrease settled p50/max ${r.decreaseSettleMs.p50}/${r.decreaseSettleMs.max} ms (never ${r.decreaseSettleMs.unsettled}), `) +
+    `${(r.durationMs / 1000).toFixed(1)} s`
   );
 }

@@ -231,6 +231,11 @@ export class Scheduler {
     return this.held + this.reservations;
   }
 
+  /** Tokens out beyond the capacity (after a lower job count or a limit): 0 when within it. */
+  get surplus(): number {
+    return Math.max(0, this.out - this.capacity());
+  }
+
   /** The pool at this moment. */
   snapshot(): SchedulerSnapshot {
     const holders: HolderInfo[] = [];

@@ -109,6 +109,11 @@ export class FrontConnection {
     return this.server.allocatePollHandle(this, localPollHandleId);
   }
 
+  /** Tokens out beyond the pool's capacity now (a front holding idle tokens gives them back). */
+  surplus(): number {
+    return this.server.surplus();
+  }
+
   event(event: SchedulerEvent): void {
     this.server.event(event);
   }
@@ -171,6 +176,10 @@ export class PoolServer {
   /** Apply new settings (validated by the core; throws with the reason when invalid). */
   configure(changes: Partial<SchedulerConfig>): void {
     this.event({ type: 'configure', changes });
+  }
+
+  surplus(): number {
+    return this.scheduler.surplus;
   }
 
   snapshot(): SchedulerSnapshot {
@@ -290,7 +299,13 @@ export class PoolServer {
       }
       case 'record':
         if (this.verbose)
-          this.services.log(formatRecord(effect.record, (pid) => this.commandOf(pid)));
+          this.services.log(
+            formatRecord(
+              effect.record,
+              (pid) => this.commandOf(pid),
+              (client) => this.clientLabels.get(client),
+            ),
+          );
         for (const listener of this.recordListeners) listener(effect.atMs, effect.record);
         return;
     }
@@ -342,9 +357,16 @@ export class PoolServer {
 }
 
 /** One log line for a record (`-v`). */
-export function formatRecord(record: SchedulerRecord, commandOf: (pid: number) => string): string {
-  const who = (pid: number, client: string): string =>
-    pid > 0 ? `pid ${pid} (${commandOf(pid)})` : client;
+export function formatRecord(
+  record: SchedulerRecord,
+  commandOf: (pid: number) => string,
+  labelOf: (client: string) => string | undefined = () => undefined,
+): string {
+  const who = (pid: number, client: string): string => {
+    if (pid > 0) return `pid ${pid} (${commandOf(pid)})`;
+    const label = labelOf(client);
+    return label === undefined ? client : `${client} (${label})`;
+  };
   switch (record.type) {
     case 'grant':
       return `grant -> ${who(record.pid, record.client)}, now holds ${record.held}${record.viaReservation ? ' (reserved)' : ''}; out ${record.out}`;

@@ -183,6 +183,7 @@ class FifoFront implements FrontPort {
   private outstandingRead: { localId: number; generation: Generation } | null = null;
   private evaluationQueued = false;
   private closed = false;
+  private stopRecords: () => void = () => undefined;
 
   constructor(
     server: PoolServer,
@@ -210,6 +211,10 @@ class FifoFront implements FrontPort {
       if (stale > 0)
         this.log(`steve-daemon: dropped ${stale} stale byte(s) found in the fifo ${path}`);
       this.watch = watchPath(path, WATCHED, (mask) => this.onEvents(mask));
+      // A lower job count: give parked tokens back now, not at the next client event.
+      this.stopRecords = server.onRecord((_atMs, record) => {
+        if (record.type === 'config') this.queueEvaluation();
+      });
     } catch (error) {
       closeSync(this.writeFd);
       throw error;
@@ -228,6 +233,7 @@ class FifoFront implements FrontPort {
   close(): void {
     if (this.closed) return;
     this.watch.close();
+    this.stopRecords();
     this.readOut(Number.MAX_SAFE_INTEGER);
     this.endGeneration();
     this.closed = true;
@@ -289,15 +295,18 @@ class FifoFront implements FrontPort {
     // Every byte left in the pipe must be a token the core lent: at most
     // `prefetch` idle ones, and never more than the sub-pool holds (bytes a
     // client wrote without having read them, or wrote after a reset, are
-    // surplus too).
-    const keep = Math.min(this.prefetch, generation.held);
+    // surplus too). While the pool is over its capacity (a lower job count,
+    // a limit) idle tokens go back to the core instead of waiting here.
+    const surplus = this.connection.surplus();
+    const keep = Math.max(0, Math.min(this.prefetch, generation.held) - surplus);
     let parked = bytesReadable(this.writeFd);
     if (parked > keep) {
       const taken = this.readOut(parked - keep);
       parked = bytesReadable(this.writeFd);
       this.returnToCore(taken, parked);
     }
-    if (parked < this.prefetch && this.outstandingRead === null) this.askCore(generation);
+    if (parked < this.prefetch && surplus === 0 && this.outstandingRead === null)
+      this.askCore(generation);
   }
 
   private hasReaders(): boolean {

@@ -359,6 +359,28 @@ describe('fifo front', () => {
     await waitFor('the refill', () => front.parkedTokens() === 3 && out() === 5);
   });
 
+  it('a lower job count: the parked token and tokens written back go to the core until the pool is within it', async () => {
+    startServer(4);
+    const front = await startFifo();
+    const first = client(front.jobserverPath);
+    await first.opened();
+    await first.take(3);
+    await waitFor('3 held + 1 parked', () => front.parkedTokens() === 1 && out() === 4);
+
+    // jobs 4 -> 2: the idle parked token goes back at once, nothing is parked.
+    server.event({ type: 'configure', changes: { jobs: 2 } });
+    await waitFor('the parked token back', () => out() === 3 && front.parkedTokens() === 0);
+    // A token written back is taken out, not left for the next reader.
+    await first.giveBack(1);
+    await waitFor('the written-back token back', () => out() === 2);
+    expect(front.parkedTokens()).toBe(0);
+    // Within the pool again (2 held by the client): nothing is parked until one comes back.
+    await first.giveBack(1);
+    await waitFor('one parked again', () => out() === 2 && front.parkedTokens() === 1);
+    expect(first.held).toBe(1);
+    expect(maxOut()).toBeLessThanOrEqual(4);
+  });
+
   it('tokens of a SIGKILLed client come back when the last client has closed the fifo', async () => {
     startServer(8);
     const front = await startFifo();
