@@ -11,6 +11,8 @@ MODE: blocking | nonblocking | poll | threads | fork | shared | crossfd
       | job (one job of a build tool that holds the token for it, e.g. a
         ninja edge: stamps HOLDER = $CHAOS_HOLDER, the build's id; reads
         nothing; PATH -)
+      | stuck (a seeded fault: takes a token, ignores SIGINT and never
+        finishes in time)
 Exit 0 when every job ran; nonzero on a jobserver error (printed).
 """
 import errno, os, random, select, sys, threading, time
@@ -116,6 +118,14 @@ def main():
             os.waitpid(pid, 0)
         os.close(done_w)
         os.read(done_r, 1)
+    elif mode == "stuck":
+        import signal
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        fd = os.open(path, os.O_RDWR)
+        byte = acquire_blocking(fd)
+        stamp("+", os.getpid(), new_token())
+        time.sleep(30)
+        os.write(fd, byte)
     elif mode == "job":
         holder = int(os.environ["CHAOS_HOLDER"])
         token = new_token()

@@ -14,7 +14,16 @@ const execFileAsync = promisify(execFile);
 const CLIENT = join(REPO, 'e2e', 'chaos', 'chaos_client.py');
 const STEVIE = join(REPO, 'packages', 'steve-daemon', 'bin', 'stevie.js');
 
-export type Mode = 'blocking' | 'nonblocking' | 'poll' | 'threads' | 'fork' | 'shared' | 'crossfd';
+export type Mode =
+  | 'blocking'
+  | 'nonblocking'
+  | 'poll'
+  | 'threads'
+  | 'fork'
+  | 'shared'
+  | 'crossfd'
+  /** A seeded fault: a client that never finishes. */
+  | 'stuck';
 export const ALL_MODES: readonly Mode[] = [
   'blocking',
   'nonblocking',
@@ -43,6 +52,14 @@ export interface Scenario {
   readonly maxFifoKills?: number;
   /** Real ninja builds through `stevie -- ninja` (a private fifo each), jobsPerClient jobs each. */
   readonly ninjaBuilds?: number;
+  /** Clients still running then are hung (default 90 s). */
+  readonly deadlineMs?: number;
+  /**
+   * Seeded faults, to show the checks catch them: a process outside the
+   * scenario that keeps a token (as if the daemon skipped a reclaim), or
+   * bytes forged into the shared fifo (as if the pool over-issued).
+   */
+  readonly seededFault?: 'token-kept' | 'forged-fifo-bytes';
 }
 
 export interface ScenarioResult {
@@ -97,6 +114,22 @@ function childrenOf(pid: number): number[] {
   } catch {
     return [];
   }
+}
+
+/** Start a seeded fault (see Scenario.seededFault); resolves once it is in place. */
+async function seedFault(scenario: Scenario, daemon: RunningDaemon): Promise<ChildProcess | null> {
+  if (scenario.seededFault === undefined) return null;
+  const script =
+    scenario.seededFault === 'token-kept'
+      ? 'import os,sys,time; fd=os.open(sys.argv[1], os.O_RDWR); os.read(fd,1); print("ok", flush=True); time.sleep(60)'
+      : 'import os,sys; fd=os.open(sys.argv[1], os.O_RDWR|os.O_NONBLOCK); os.write(fd, b"++"); print("ok", flush=True)';
+  const path = scenario.seededFault === 'token-kept' ? daemon.jobserverPath : daemon.fifoPath;
+  if (path === null) throw new Error('forged-fifo-bytes needs a daemon with a fifo front');
+  const child = spawn(PYTHON, ['-c', script, path], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let said = '';
+  child.stdout?.setEncoding('utf8').on('data', (c: string) => (said += c));
+  await waitFor('the seeded fault', () => said.includes('ok'));
+  return child;
 }
 
 /** Holder ids of ninja builds' jobs in the stamps (above any pid). */
@@ -170,6 +203,7 @@ export async function runScenario(
     spawn(PYTHON, [CLIENT, mode, path, stamps, String(scenario.jobsPerClient), String(spawned)], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
+  const keeper = scenario.seededFault === 'token-kept' ? await seedFault(scenario, daemon) : null;
   for (let i = 0; i < scenario.clientsPerMode; i++) {
     for (const mode of scenario.modes ?? ALL_MODES) track(mode, client(mode, daemon.jobserverPath));
     for (const mode of scenario.fifoModes ?? []) {
@@ -197,12 +231,18 @@ export async function runScenario(
     track('stevie -- ninja', wrapper, () => childrenOf(wrapper.pid as number)[0], holderId);
   }
 
+  if (scenario.seededFault === 'forged-fifo-bytes') {
+    // Forged while the fifo's clients hold the whole pool: a pipe cannot tell these bytes from returns.
+    await waitFor('the pool to be out', () => daemon.out() === scenario.jobs, 10_000);
+    (await seedFault(scenario, daemon))?.kill('SIGKILL');
+  }
+
   const faults = { kill: 0, stop: 0, interrupt: 0 };
   let fifoKills = 0;
   const settleMs: number[] = [];
   let unsettled = 0;
   let stevieFailures = 0;
-  const deadline = Date.now() + 90_000;
+  const deadline = Date.now() + (scenario.deadlineMs ?? 90_000);
   const live = (): number[] => [...clients.keys()];
 
   const faultLoop = async (): Promise<void> => {
@@ -313,6 +353,7 @@ export async function runScenario(
     lost = daemon.out();
   }
   daemon.process.stderr?.off('data', onLog);
+  keeper?.kill('SIGKILL');
   const reclaims: number[] = [];
   let slowestReclaim = '';
   for (const [tracked, signalled] of signalledAt) {
