@@ -5,7 +5,7 @@
 // back at once, although another process keeps the daemon's shared fifo
 // open (on a shared fifo they would stay lent until its last close).
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -17,6 +17,7 @@ import {
   waitFor,
 } from './helpers/daemon.js';
 import { NINJA, writeNinjaBuild } from './helpers/ninja.js';
+import { REPO } from './helpers/daemon.js';
 import { cleanEnv, run } from './helpers/processes.js';
 import { writeMakefile } from './helpers/workloads.js';
 
@@ -131,5 +132,38 @@ describe('stevie -- ninja gets a private fifo', () => {
     expect(await wrapperExit).toBe(137);
     await waitFor('ninja\u2019s tokens back', () => daemon?.out() === 1, 3000);
     expect(bystander.exitCode).toBeNull();
+  });
+
+  it('steve-job -- ninja, from a make 4.3 recipe on the FUSE file: ninja runs on a private fifo, at most 3 tokens out, the fifo removed after', async () => {
+    daemon = await startDaemon(['-j', '3']);
+    const stamps = join(daemon.dir, 'stamps');
+    const ninjaDir = join(daemon.dir, 'ninja');
+    mkdirSync(ninjaDir);
+    writeNinjaBuild(ninjaDir, 9, 1, stamps);
+    const stevejob = join(REPO, 'packages', 'emerge-shim', 'bin', 'steve-job.js');
+    // A make 4.3 recipe marked `+` runs steve-job on the token make holds for it.
+    const makefile = join(daemon.dir, 'Makefile');
+    writeFileSync(
+      makefile,
+      `all:\n\t+${process.execPath} ${stevejob} -v --control ${daemon.controlPath} -- ninja -C ${ninjaDir}\n`,
+    );
+    const result = await run(
+      'bash',
+      ['-c', `exec make -f ${makefile} 3<>${daemon.jobserverPath}`],
+      { cwd: daemon.dir, env: { ...ninjaOnPath(), MAKEFLAGS: '--jobserver-auth=3,3' } },
+    );
+    expect(result, result.output).toMatchObject({ code: 0 });
+    expect(result.output).toContain('a private fifo of the daemon');
+    expect(result.output).toMatch(/Jobserver mode detected: +--jobserver-auth=fifo:\S*steve-fifos/);
+    const all = lines(stamps);
+    expect(all.filter((l) => l.startsWith('end ninja-'))).toHaveLength(9);
+    // The recipe runs on make's implicit slot, which steve-job passes on to
+    // ninja as its own; every other job has a token of the pool: 3 + 1.
+    expect(daemon.maxOut()).toBeLessThanOrEqual(3);
+    expect(maxConcurrency(all)).toBeLessThanOrEqual(3 + 1);
+    expect(maxConcurrency(all)).toBeGreaterThanOrEqual(2);
+    await waitFor('all tokens back', () => daemon?.out() === 0);
+    const fifos = join(daemon.dir, 'steve-fifos');
+    expect(existsSync(fifos) ? readdirSync(fifos) : []).toEqual([]);
   });
 });
