@@ -18,7 +18,7 @@ import {
 } from './helpers/daemon.js';
 import { NINJA, writeNinjaBuild } from './helpers/ninja.js';
 import { REPO } from './helpers/daemon.js';
-import { cleanEnv, run } from './helpers/processes.js';
+import { childrenOf, cleanEnv, run } from './helpers/processes.js';
 import { writeMakefile } from './helpers/workloads.js';
 
 let daemon: RunningDaemon | null = null;
@@ -36,19 +36,6 @@ function ninjaOnPath(): NodeJS.ProcessEnv {
 
 function lines(path: string): string[] {
   return existsSync(path) ? readFileSync(path, 'utf8').trim().split('\n') : [];
-}
-
-/** The children of `pid` (Linux's /proc/PID/task/PID/children). */
-function childrenOf(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
 }
 
 describe('stevie -- ninja gets a private fifo', () => {

@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { PYTHON, REPO, type RunningDaemon, waitFor } from '../helpers/daemon.js';
 import { NINJA } from '../helpers/ninja.js';
+import { childrenOf } from '../helpers/processes.js';
 import { checkOverIssue, parseStamps, percentiles } from './invariants.js';
 import { seededRandom as random } from '@steve/test-support';
 
@@ -101,19 +102,6 @@ function writeChaosNinjaBuild(dir: string, jobs: number, stamps: string, seed: n
       '',
     ].join('\n'),
   );
-}
-
-/** The children of `pid` (Linux's /proc/PID/task/PID/children). */
-function childrenOf(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
 }
 
 /** Start a seeded fault (see Scenario.seededFault); resolves once it is in place. */

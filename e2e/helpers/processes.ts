@@ -1,6 +1,7 @@
 // Running real programs from the tests: a command to completion with its
 // output, and an environment without any jobserver inherited from outside.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 
 /** Run to completion; resolves with the exit code and stdout+stderr. */
 export function run(
@@ -24,4 +25,17 @@ export function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   for (const name of ['MAKEFLAGS', 'MFLAGS', 'MAKELEVEL', 'CARGO_MAKEFLAGS'])
     if (!(name in extra)) delete env[name];
   return env;
+}
+
+/** The children of `pid` (Linux's /proc/PID/task/PID/children); [] once it is gone. */
+export function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
 }
