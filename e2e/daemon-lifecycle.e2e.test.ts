@@ -1,19 +1,21 @@
 // The steve-daemon command as a user meets it: bad flags, a second daemon on
 // the same place, a stale mount left by a killed daemon, SIGUSR1, SIGTERM.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   CLIENTS,
   DAEMON_BIN,
   PYTHON,
+  REPO,
   type RunningDaemon,
   startDaemon,
   waitFor,
   exitOf,
 } from './helpers/daemon.js';
+import { childrenOf } from './helpers/processes.js';
 
 const daemons: RunningDaemon[] = [];
 afterEach(async () => {
@@ -34,13 +36,29 @@ describe('steve-daemon command line', () => {
     try {
       expect(runDaemonOnce(['-j', '0', '--fuse', join(dir, 'm')])).toMatchObject({
         status: 2,
-        stderr: expect.stringContaining('jobs must be a whole number >= 1'),
+        stderr: expect.stringContaining("--jobs wants a whole number >= 1, got '0'"),
+      });
+      // What the user typed, quoted (this said "got NaN").
+      expect(runDaemonOnce(['-j', 'abc', '--fuse', join(dir, 'm')])).toMatchObject({
+        status: 2,
+        stderr: expect.stringContaining("got 'abc'"),
       });
       expect(runDaemonOnce(['--mode', '999', '--fuse', join(dir, 'm')])).toMatchObject({
         status: 2,
         stderr: expect.stringContaining('--mode must be octal'),
       });
-      expect(runDaemonOnce(['--fairness', 'random'])).toMatchObject({ status: 1 });
+      // Unknown options and bad choices: one line, exit 2 (this printed the whole help, exit 1).
+      for (const args of [
+        ['--fairness', 'random'],
+        ['--jbos', '3'],
+      ]) {
+        const result = runDaemonOnce(args);
+        expect(result.status).toBe(2);
+        expect(result.stderr.trim().split('\n')).toHaveLength(1);
+        expect(result.stderr).toMatch(
+          /^steve-daemon: .*(random|jbos).*\(see steve-daemon --help\)$/m,
+        );
+      }
       expect(
         runDaemonOnce(['--group', 'no-such-group-here', '--fuse', join(dir, 'm')]),
       ).toMatchObject({
@@ -50,6 +68,24 @@ describe('steve-daemon command line', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('--version prints the package version, --help the options', () => {
+    const version = spawnSync(process.execPath, [DAEMON_BIN, '--version'], { encoding: 'utf8' });
+    expect(version.status).toBe(0);
+    expect(version.stdout.trim()).toBe(
+      (
+        JSON.parse(
+          readFileSync(join(REPO, 'packages', 'steve-daemon', 'package.json'), 'utf8'),
+        ) as {
+          version: string;
+        }
+      ).version,
+    );
+    const help = spawnSync(process.execPath, [DAEMON_BIN, '--help'], { encoding: 'utf8' });
+    expect(help.status).toBe(0);
+    expect(help.stdout).toContain('--jobs');
+    expect(help.stdout).toContain('--version');
   });
 
   it('--mode and --group set the permissions of the jobserver file', async () => {
@@ -142,5 +178,110 @@ describe('steve-daemon command line', () => {
     expect(await readerExit).not.toBe(0);
     expect(readerErr).toMatch(/OSError|Errno/);
     holder.kill('SIGKILL');
+  });
+});
+
+describe('stopping the daemon however it was started', () => {
+  function descendants(pid: number): number[] {
+    const children = childrenOf(pid);
+    return children.flatMap((child) => [child, ...descendants(child)]);
+  }
+  function alive(pid: number): boolean {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  function mounted(dir: string): boolean {
+    return readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .some((line) => line.split(' ')[4] === dir);
+  }
+
+  it('SIGTERM to `npx steve-daemon` stops the daemon and unmounts (npm exec does not pass it on)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'steve-npx-'));
+    const mountDir = join(dir, 'mnt');
+    const npx = spawn(
+      'npx',
+      [
+        '--no-install',
+        'steve-daemon',
+        '-j',
+        '2',
+        '--fuse',
+        mountDir,
+        '--control',
+        join(dir, 'c.sock'),
+      ],
+      {
+        // The checkout whose daemon is under test (its root has the steve-daemon bin).
+        cwd: resolve(dirname(DAEMON_BIN), '..', '..', '..'),
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, npm_config_update_notifier: 'false' },
+      },
+    );
+    let stdout = '';
+    let stderr = '';
+    npx.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    npx.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    let daemonPid: number | undefined;
+    try {
+      await waitFor('npx steve-daemon to serve', () => stdout.includes('serving 2 tokens'), 30_000);
+      daemonPid = await waitFor('the daemon under npx', () =>
+        descendants(npx.pid!).find((pid) =>
+          readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('steve-daemon'),
+        ),
+      );
+      expect(daemonPid).not.toBe(npx.pid);
+      npx.kill('SIGTERM');
+      await exitOf(npx);
+      await waitFor('the daemon to stop with npx', () => !alive(daemonPid!), 10_000);
+      await waitFor('the mount to go', () => !mounted(mountDir), 5_000);
+      expect(stderr).toMatch(/stopping: npm exec \(pid \d+\), which started this daemon, exited/);
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\nstdout: ${stdout}\nstderr: ${stderr}`);
+    } finally {
+      if (daemonPid !== undefined && alive(daemonPid)) process.kill(daemonPid, 'SIGKILL');
+      npx.kill('SIGKILL');
+      spawnSync('umount', ['-l', mountDir]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('SIGTERM during start-up stops cleanly (exit 0, no mount), and says why in timestamped lines', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'steve-early-'));
+    const mountDir = join(dir, 'mnt');
+    // No 'jobserver' group here: the daemon warns before it starts any front.
+    const daemon = spawn(
+      process.execPath,
+      [DAEMON_BIN, '-j', '2', '--fuse', mountDir, '--control', join(dir, 'c.sock')],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stderr = '';
+    daemon.stderr.setEncoding('utf8').on('data', (c: string) => {
+      stderr += c;
+      if (c.includes('warning: no')) daemon.kill('SIGTERM');
+    });
+    try {
+      const code = await exitOf(daemon);
+      expect(stderr).toContain('warning: no');
+      expect(code).toBe(0);
+      expect(mounted(mountDir)).toBe(false);
+      expect(stderr).toMatch(/stopping.*SIGTERM/);
+      for (const line of stderr
+        .trim()
+        .split('\n')
+        .filter((l) => l.includes('steve-daemon:'))) {
+        expect(line).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z steve-daemon: /);
+      }
+    } finally {
+      daemon.kill('SIGKILL');
+      spawnSync('umount', ['-l', mountDir]);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -13,7 +13,7 @@ export COREPACK_INTEGRITY_KEYS=0
 # Debian packages the build and the tests use (checked with dpkg, installed when
 # missing). qemu-system-x86 for the CUSE check in a VM is installed by its own
 # script (e2e/cuse-vm/run.sh), with the kernel it boots.
-DEBIAN_PACKAGES=(make g++ python3 pkg-config libfuse3-dev fuse3 tmux librust-jobserver-dev
+DEBIAN_PACKAGES=(make g++ python3 pkg-config libfuse3-dev fuse3 tmux cargo librust-jobserver-dev
   python3-pytest python3-pytest-xdist python3-pip python3-setuptools python3-wheel)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
@@ -37,17 +37,32 @@ pnpm() { npx -y "pnpm@${PNPM_VERSION}" "$@"; }
 pnpm install --frozen-lockfile
 # GNU make 4.4.1 for the e2e tests (Debian 12 has 4.3), built from Debian trixie's source, cached.
 ./scripts/build-make-4.4.1.sh >/dev/null
-rm -f packages/*/.vitest-report.json e2e/.vitest-report.json e2e/.vitest-chaos-report.json bench/.vitest-report.json .cuse-vm-summary
-pnpm build
+rm -f packages/*/.vitest-report.json e2e/.vitest-report.json e2e/.vitest-chaos-report.json bench/.vitest-report.json \
+  .cuse-vm-summary .suite-status
+# Every suite runs even when an earlier one failed; each one's exit status goes
+# to .suite-status, and the summary's last line counts a suite that failed or
+# could not run (no build, no VM) as a failure.
 status=0
-pnpm test || status=$?
-if [ "$status" -eq 0 ]; then pnpm test:e2e || status=$?; fi
+suite() {
+  local name=$1 rc=0
+  shift
+  "$@" || rc=$?
+  echo "$name $rc" >>.suite-status
+  if [ "$rc" -ne 0 ]; then status=1; fi
+}
+suite build pnpm build
+suite test pnpm test
+suite test:e2e pnpm test:e2e
 # The chaos suite: every way builds share a descriptor, under faults (e2e/chaos).
-if [ "$status" -eq 0 ]; then pnpm test:chaos || status=$?; fi
+suite test:chaos pnpm test:chaos
 # The CUSE front, for real, in a Debian kernel under qemu (this kernel has no CUSE).
-if [ "$status" -eq 0 ]; then
-  pnpm test:cuse-vm 2>&1 | tee .cuse-vm.log || status=$?
-  tail -n 1 .cuse-vm.log > .cuse-vm-summary
-fi
-node scripts/test-summary.mjs || true
+cuse_vm() {
+  set -o pipefail
+  pnpm test:cuse-vm 2>&1 | tee .cuse-vm.log
+  local rc=$?
+  tail -n 1 .cuse-vm.log >.cuse-vm-summary
+  return "$rc"
+}
+suite test:cuse-vm cuse_vm
+node scripts/test-summary.mjs || status=1
 exit "$status"

@@ -1,5 +1,9 @@
 // Adds up the JSON reports every vitest run leaves (`.vitest-report.json`
-// beside each package) and prints one closing line: "N passed, N failed".
+// beside each package) and the exit status of every suite test-all.sh ran
+// (`.suite-status`), and prints one closing line:
+// "N passed, N failed, N skipped; S of T suites passed (which failed)".
+// A suite that failed without a failing test (lint, a build error, a VM that
+// never booted) is still a failure.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -34,5 +38,25 @@ if (existsSync(vm)) {
     console.log(`e2e/cuse-vm (qemu): ${match[1]} passed, ${match[2]} failed`);
   }
 }
-console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
-process.exit(failed > 0 ? 1 : 0);
+const statusFile = join(root, '.suite-status');
+const suites = existsSync(statusFile)
+  ? readFileSync(statusFile, 'utf8')
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const [name, rc] = line.split(' ');
+        return { name, rc: Number(rc) };
+      })
+  : [];
+const failedSuites = suites.filter((suite) => suite.rc !== 0);
+for (const suite of failedSuites) {
+  console.log(`suite ${suite.name}: exit status ${suite.rc}`);
+}
+const suiteLine =
+  suites.length === 0
+    ? ''
+    : `; ${suites.length - failedSuites.length} of ${suites.length} suites passed` +
+      (failedSuites.length > 0 ? ` (failed: ${failedSuites.map((s) => s.name).join(', ')})` : '');
+console.log(`${passed} passed, ${failed} failed, ${skipped} skipped${suiteLine}`);
+process.exit(failed > 0 || failedSuites.length > 0 ? 1 : 0);

@@ -7,9 +7,10 @@
  */
 
 import { type Server as HttpServer, createServer as createHttpServer } from 'node:http';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import yargs from 'yargs';
+import { UsageError, command, count, decimal, exitOnUsageError } from '@steve/cli';
 import {
   CONTROL_SOCKET_ENV,
   DEFAULT_CONTROL_SOCKET_PATH,
@@ -61,49 +62,48 @@ export interface DaemonArgs {
 }
 
 export function parseDaemonArgs(argv: string[]): DaemonArgs {
-  const parsed = yargs(argv)
-    .scriptName('steve-daemon')
+  const parsed = command('steve-daemon', import.meta.url, argv)
     .usage(
       '$0 [options]\n\nServe one pool of GNU make jobserver tokens to every build on this machine.',
     )
     .option('jobs', {
       alias: 'j',
-      type: 'number',
+      ...count('--jobs', { min: 1 }),
       default: availableParallelism(),
       describe: 'tokens in the pool (default: number of CPUs)',
     })
     .option('load-average', {
       alias: 'l',
-      type: 'number',
+      ...decimal('--load-average', { min: 0 }),
       describe: 'above this 1-minute load average, only --min-jobs tokens go out',
     })
     .option('min-jobs', {
       alias: 'm',
-      type: 'number',
+      ...count('--min-jobs', { min: 1 }),
       default: 1,
       describe: 'the floor of the load, memory and pressure limits',
     })
     .option('min-memory-avail', {
       alias: 'a',
-      type: 'number',
+      ...count('--min-memory-avail'),
       describe: 'below this MemAvailable (MiB), only --min-jobs tokens go out',
     })
     .option('memory-pressure', {
-      type: 'number',
+      ...decimal('--memory-pressure', { min: 0, max: 100 }),
       describe: 'above this PSI memory "some avg10" (percent), only --min-jobs tokens go out',
     })
     .option('per-process-limit', {
       alias: 'p',
-      type: 'number',
+      ...count('--per-process-limit', { min: 1 }),
       describe: 'at most this many tokens per process',
     })
     .option('reservation-ttl', {
-      type: 'number',
+      ...count('--reservation-ttl', { min: 1 }),
       default: DEFAULT_RESERVATION_TTL_MS,
       describe: 'ms a token reserved for a poller waits for its read',
     })
     .option('load-recheck', {
-      type: 'number',
+      ...count('--load-recheck', { min: 1 }),
       default: DEFAULT_LIMIT_RECHECK_MS,
       describe: 'ms between samples of a limit while someone waits',
     })
@@ -134,7 +134,7 @@ export function parseDaemonArgs(argv: string[]): DaemonArgs {
         'also serve a real named pipe at PATH for clients that demand one (ninja <= 1.13.2)',
     })
     .option('fifo-prefetch', {
-      type: 'number',
+      ...count('--fifo-prefetch', { min: 1 }),
       default: DEFAULT_FIFO_PREFETCH,
       describe: 'idle tokens the fifo front keeps parked in the pipe while clients have it open',
     })
@@ -168,9 +168,6 @@ export function parseDaemonArgs(argv: string[]): DaemonArgs {
       default: false,
       describe: 'also print libfuse debug output',
     })
-    .strict()
-    .help()
-    .version(false)
     .parseSync();
   return {
     jobs: parsed.jobs,
@@ -214,8 +211,6 @@ export function configFromArgs(args: DaemonArgs): Partial<SchedulerConfig> & { j
   if (problem !== null) throw new UsageError(problem);
   return config;
 }
-
-export class UsageError extends Error {}
 
 /** Which permissions to give the device: an explicit --mode/--group, else the defaults. */
 export function permissions(
@@ -300,8 +295,12 @@ export function parseMetricsListen(text: string): { host: string; port: number }
 
 export async function main(argv: string[]): Promise<void> {
   const log = (line: string): void => {
-    process.stderr.write(`${line}\n`);
+    process.stderr.write(`${new Date().toISOString()} ${line}\n`);
   };
+  // Signals first: a SIGTERM during start-up (waiting for the CUSE device, the
+  // mount, the socket) stops the daemon once what has started is closed, and a
+  // SIGUSR1 never reaches Node's default handler (which opens the inspector).
+  const signals = new SignalsDuringStartUp(log);
   let args: DaemonArgs;
   let config: Partial<SchedulerConfig> & { jobs: number };
   let access: { mode: number; gid: number | null };
@@ -321,15 +320,11 @@ export async function main(argv: string[]): Promise<void> {
     );
     metricsListen =
       args.metricsListen === undefined ? null : parseMetricsListen(args.metricsListen);
-    if (!Number.isSafeInteger(args.fifoPrefetch) || args.fifoPrefetch < 1) {
-      throw new UsageError(`--fifo-prefetch must be a whole number >= 1, got ${args.fifoPrefetch}`);
-    }
     if (args.fifo === '') throw new UsageError('--fifo needs a PATH for the named pipe');
     if (args.privateFifoDir === '')
       throw new UsageError('--private-fifo-dir needs a DIR for the private fifos');
   } catch (error) {
-    log(`steve-daemon: ${(error as Error).message}`);
-    process.exit(2);
+    exitOnUsageError('steve-daemon', error);
   }
 
   const server = new PoolServer({
@@ -358,9 +353,10 @@ export async function main(argv: string[]): Promise<void> {
   let controlServer: ControlServer | null = null;
   let metricsServer: HttpServer | null = null;
   let stopping = false;
-  const stop = async (code: number): Promise<void> => {
+  const stop = async (code: number, reason: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
+    log(`steve-daemon: stopping: ${reason}`);
     metricsServer?.close();
     await Promise.race([controlServer?.close(), new Promise((r) => setTimeout(r, 1000))]);
     privateFifos.closeAll();
@@ -370,8 +366,7 @@ export async function main(argv: string[]): Promise<void> {
     setImmediate(() => process.exit(code));
   };
   const onUnexpectedClose = (reason: string): void => {
-    log(`steve-daemon: the jobserver went away (${reason}); exiting`);
-    void stop(1);
+    void stop(1, `the jobserver went away (${reason})`);
   };
 
   try {
@@ -451,14 +446,19 @@ export async function main(argv: string[]): Promise<void> {
         listening.listen(metricsListen.port, metricsListen.host, () => resolveListen());
       });
     }
+    if (signals.received !== null) throw new StopDuringStartUp(signals.received);
   } catch (error) {
-    log(`steve-daemon: ${(error as Error).message}`);
+    log(
+      error instanceof StopDuringStartUp
+        ? `steve-daemon: stopping during start-up: ${error.message}`
+        : `steve-daemon: ${(error as Error).message}`,
+    );
     await controlServer?.close();
     metricsServer?.close();
     privateFifos.closeAll();
     for (const front of fronts) front.close();
     server.stop();
-    setImmediate(() => process.exit(1));
+    setImmediate(() => process.exit(error instanceof StopDuringStartUp ? 0 : 1));
     return;
   }
 
@@ -466,8 +466,99 @@ export async function main(argv: string[]): Promise<void> {
   process.stdout.write(
     `steve-daemon: control socket ${args.control ?? process.env[CONTROL_SOCKET_ENV] ?? DEFAULT_CONTROL_SOCKET_PATH} (stevie status)\n`,
   );
-  process.on('SIGTERM', () => void stop(0));
-  process.on('SIGINT', () => void stop(0));
-  process.on('SIGHUP', () => void stop(0));
-  process.on('SIGUSR1', () => log(server.report().trimEnd()));
+  signals.running({
+    stop: (signal) => void stop(0, `${signal} received`),
+    report: () => log(server.report().trimEnd()),
+  });
+  const launcher = npmLauncher();
+  if (launcher !== null) {
+    // npm exec (npx) does not pass SIGTERM on: when it dies, the daemon would
+    // stay behind with its mount. Stop with it instead.
+    const watch = watchPid(
+      launcher.pid,
+      () =>
+        void stop(0, `${launcher.name} (pid ${launcher.pid}), which started this daemon, exited`),
+    );
+    if (watch === null)
+      void stop(0, `${launcher.name} (pid ${launcher.pid}), which started this daemon, is gone`);
+  }
+}
+
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+type StopSignal = (typeof STOP_SIGNALS)[number];
+
+class StopDuringStartUp extends Error {
+  constructor(signal: StopSignal) {
+    super(`${signal} received`);
+  }
+}
+
+/**
+ * The daemon's signal handlers, installed before anything starts. Until the
+ * pool serves, a stop signal is remembered (start-up then closes what it
+ * opened and exits 0) and SIGUSR1 says there is no report yet.
+ */
+class SignalsDuringStartUp {
+  received: StopSignal | null = null;
+  private stopNow: ((signal: StopSignal) => void) | null = null;
+  private report: (() => void) | null = null;
+
+  constructor(log: (line: string) => void) {
+    for (const signal of STOP_SIGNALS) {
+      process.on(signal, () => {
+        if (this.stopNow !== null) this.stopNow(signal);
+        else if (this.received === null) {
+          this.received = signal;
+          log(
+            `steve-daemon: ${signal} during start-up; stopping once start-up has closed what it opened`,
+          );
+        }
+      });
+    }
+    process.on('SIGUSR1', () => {
+      if (this.report !== null) this.report();
+      else log('steve-daemon: SIGUSR1: still starting, no report yet');
+    });
+  }
+
+  running(handlers: { stop: (signal: StopSignal) => void; report: () => void }): void {
+    this.stopNow = handlers.stop;
+    this.report = handlers.report;
+  }
+}
+
+/**
+ * The npm process that started this daemon through `npm exec`/`npx` (npm sets
+ * npm_command=exec), looking through a `sh -c` in between; null otherwise.
+ */
+export function npmLauncher(
+  env: NodeJS.ProcessEnv = process.env,
+  parentOf: (pid: number) => { ppid: number; name: string } | null = procParent,
+  pid: number = process.pid,
+): { pid: number; name: string } | null {
+  if (env.npm_command !== 'exec' && env.npm_lifecycle_event !== 'npx') return null;
+  let current = parentOf(pid);
+  for (let hops = 0; current !== null && hops < 3; hops += 1) {
+    const parent = current.ppid;
+    const info = parentOf(parent);
+    if (info === null) return null;
+    if (info.name === 'npm' || info.name === 'npx' || info.name.startsWith('npm ')) {
+      return { pid: parent, name: `npm exec` };
+    }
+    if (info.name !== 'sh' && info.name !== 'bash' && info.name !== 'dash') return null;
+    current = info;
+  }
+  return null;
+}
+
+/** PPid and comm of `pid` from /proc; null when it is gone. */
+function procParent(pid: number): { ppid: number; name: string } | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const ppid = Number(/^PPid:\s*(\d+)/m.exec(status)?.[1]);
+    const name = /^Name:\s*(.*)$/m.exec(status)?.[1] ?? '';
+    return Number.isInteger(ppid) ? { ppid, name } : null;
+  } catch {
+    return null;
+  }
 }
