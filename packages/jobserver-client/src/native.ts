@@ -1,12 +1,13 @@
 /**
  * The optional native helper (`build/Release/jobserver_native.node`, built by
- * `native/build.mjs`): a `uv_poll` watcher and `mkfifo`. When it is absent
+ * `native/native.mjs`, or prebuilt in a packed tarball): a `uv_poll` watcher and `mkfifo`. When it is absent
  * (no compiler at build time) the library waits with a pure-JS backoff; the
  * choice is logged under `NODE_DEBUG=jobserver`.
  *
  * @module
  */
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { debuglog } from 'node:util';
 
 /** Logs under `NODE_DEBUG=jobserver`. */
@@ -40,8 +41,11 @@ export function nativeHelper(): NativeHelper | null {
     return loaded;
   }
   try {
+    // build/Release in a checkout or after a build from source, else the
+    // tarball's prebuilds/linux-x64/jobserver_native.napi.node.
     const require = createRequire(import.meta.url);
-    loaded = require('../build/Release/jobserver_native.node') as NativeHelper;
+    const load = require('node-gyp-build') as (dir: string) => unknown;
+    loaded = load(fileURLToPath(new URL('..', import.meta.url))) as NativeHelper;
     debug('native uv_poll helper loaded');
   } catch (error) {
     debug(

@@ -1,6 +1,6 @@
 /**
  * Typed access to the native addon (`build/Release/steve_native.node`, built
- * by `native/build.mjs`): libfuse3 low-level FUSE/CUSE sessions driven by
+ * by `native/native.mjs`, or prebuilt in a packed tarball): libfuse3 low-level FUSE/CUSE sessions driven by
  * the Node event loop, `pidfd_open` watches, `SO_PEERCRED`, and the fifo
  * front's inotify watch, FIONREAD and zero-timeout poll.
  *
@@ -11,6 +11,7 @@
  * @module
  */
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 
 /** Who made a request, as the kernel reports it (`fuse_req_ctx`). */
 export interface RequestContext {
@@ -221,9 +222,30 @@ interface NativeAddon {
 }
 
 const require = createRequire(import.meta.url);
-// src/native/addon.ts and dist/native/addon.js are both two levels below
-// the package root.
-const native = require('../../build/Release/steve_native.node') as NativeAddon;
+
+/**
+ * The addon, through node-gyp-build: build/Release in a checkout (pnpm
+ * build), prebuilds/linux-x64/steve_native.napi.node in a packed tarball, or
+ * build/Release again when the install built it from source.
+ */
+function loadAddon(): NativeAddon {
+  // src/native/addon.ts and dist/native/addon.js are both two levels below the package root.
+  const packageDir = fileURLToPath(new URL('../..', import.meta.url));
+  const load = require('node-gyp-build') as (dir: string) => unknown;
+  try {
+    return load(packageDir) as NativeAddon;
+  } catch (error) {
+    const reason = (error as Error).message.split('\n')[0];
+    const hint = /libfuse3\.so/.test(reason ?? '')
+      ? 'install the libfuse3 runtime (Debian: apt-get install fuse3; Gentoo: emerge sys-fs/fuse:3)'
+      : 'rebuild it (npm rebuild steve-daemon, which needs libfuse3-dev, g++, make and python3; in a checkout: pnpm build)';
+    throw new Error(`steve-daemon cannot load its native addon (${reason}): ${hint}`, {
+      cause: error,
+    });
+  }
+}
+
+const native = loadAddon();
 
 /** poll(2) bits for {@link Session.replyPoll} and the `events` of a poll. */
 export const pollEvents: Readonly<PollEvents> = Object.freeze({ ...native.pollEvents });
