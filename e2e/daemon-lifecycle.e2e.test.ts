@@ -239,7 +239,10 @@ describe('stopping the daemon however it was started', () => {
       await exitOf(npx);
       await waitFor('the daemon to stop with npx', () => !alive(daemonPid!), 10_000);
       await waitFor('the mount to go', () => !mounted(mountDir), 5_000);
-      expect(stderr).toMatch(/stopping: npm exec \(pid \d+\), which started this daemon, exited/);
+      // The line was written before the daemon exited; the pipe may deliver it a little later.
+      await waitFor('the stop reason in the log', () =>
+        /stopping: npm exec \(pid \d+\), which started this daemon, exited/.test(stderr),
+      );
     } catch (error) {
       throw new Error(`${(error as Error).message}\nstdout: ${stdout}\nstderr: ${stderr}`);
     } finally {

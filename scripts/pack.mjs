@@ -1,7 +1,7 @@
 // Packs every published package into a tarball that installs with plain
 // `npm install` (no clone, no registry copy of steve's own packages):
 //
-//   node scripts/pack.mjs [OUT_DIR]     (default: pack/; run pnpm build first)
+//   pnpm tarballs, or node scripts/pack.mjs [OUT_DIR]   (default: pack/; run pnpm build first)
 //
 // - `workspace:*` dependencies become exact versions, and each tarball
 //   bundles all it depends on (bundleDependencies): the steve packages, which

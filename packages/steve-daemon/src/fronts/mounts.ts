@@ -5,6 +5,7 @@
  */
 
 import { spawnSync } from 'node:child_process';
+import { execaSync } from 'execa';
 import { readFileSync } from 'node:fs';
 
 export interface MountEntry {
@@ -148,16 +149,18 @@ export type DetachResult =
 export function detachMount(dir: string): DetachResult {
   const options = {
     cwd: '/',
-    encoding: 'utf8',
     timeout: UMOUNT_DEADLINE_MS,
     killSignal: 'SIGKILL',
+    reject: false,
+    stdin: 'ignore',
   } as const;
-  const umount = spawnSync('umount', ['-l', '-c', dir], options);
-  if (umount.status === 0) return { detached: true };
-  const fusermount = spawnSync('fusermount3', ['-u', '-z', dir], options);
-  if (fusermount.status === 0) return { detached: true };
+  const umount = execaSync('umount', ['-l', '-c', dir], options);
+  if (umount.exitCode === 0) return { detached: true };
+  const fusermount = execaSync('fusermount3', ['-u', '-z', dir], options);
+  if (fusermount.exitCode === 0) return { detached: true };
+  // stderr when the tool ran, else why it did not (not installed, timed out).
   const reason = [umount, fusermount]
-    .map((result) => result.stderr?.trim() || result.error?.message || '')
+    .map((result) => result.stderr.trim() || (result.failed ? result.shortMessage : ''))
     .filter((text) => text !== '')
     .join('; ');
   return { detached: false, reason: reason || 'umount and fusermount3 failed' };
