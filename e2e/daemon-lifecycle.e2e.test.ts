@@ -14,6 +14,8 @@ import {
   startDaemon,
   waitFor,
   exitOf,
+  isAlive,
+  isMounted,
 } from './helpers/daemon.js';
 import { childrenOf } from './helpers/processes.js';
 
@@ -186,19 +188,6 @@ describe('stopping the daemon however it was started', () => {
     const children = childrenOf(pid);
     return children.flatMap((child) => [child, ...descendants(child)]);
   }
-  function alive(pid: number): boolean {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  }
-  function mounted(dir: string): boolean {
-    return readFileSync('/proc/self/mountinfo', 'utf8')
-      .split('\n')
-      .some((line) => line.split(' ')[4] === dir);
-  }
 
   it('SIGTERM to `npx steve-daemon` stops the daemon and unmounts (npm exec does not pass it on)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'steve-npx-'));
@@ -237,8 +226,8 @@ describe('stopping the daemon however it was started', () => {
       expect(daemonPid).not.toBe(npx.pid);
       npx.kill('SIGTERM');
       await exitOf(npx);
-      await waitFor('the daemon to stop with npx', () => !alive(daemonPid!), 10_000);
-      await waitFor('the mount to go', () => !mounted(mountDir), 5_000);
+      await waitFor('the daemon to stop with npx', () => !isAlive(daemonPid!), 10_000);
+      await waitFor('the mount to go', () => !isMounted(mountDir), 5_000);
       // The line was written before the daemon exited; the pipe may deliver it a little later.
       await waitFor('the stop reason in the log', () =>
         /stopping: npm exec \(pid \d+\), which started this daemon, exited/.test(stderr),
@@ -246,7 +235,7 @@ describe('stopping the daemon however it was started', () => {
     } catch (error) {
       throw new Error(`${(error as Error).message}\nstdout: ${stdout}\nstderr: ${stderr}`);
     } finally {
-      if (daemonPid !== undefined && alive(daemonPid)) process.kill(daemonPid, 'SIGKILL');
+      if (daemonPid !== undefined && isAlive(daemonPid)) process.kill(daemonPid, 'SIGKILL');
       npx.kill('SIGKILL');
       spawnSync('umount', ['-l', mountDir]);
       rmSync(dir, { recursive: true, force: true });
@@ -273,7 +262,7 @@ describe('stopping the daemon however it was started', () => {
       const code = await exitOf(daemon);
       expect(stderr).toContain('warning: no');
       expect(code).toBe(0);
-      expect(mounted(mountDir)).toBe(false);
+      expect(isMounted(mountDir)).toBe(false);
       expect(stderr).toMatch(/stopping.*SIGTERM/);
       for (const line of stderr
         .trim()

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO, exitOf, maxConcurrency, waitFor } from './helpers/daemon.js';
+import { REPO, exitOf, isMounted, maxConcurrency, waitFor } from './helpers/daemon.js';
 import { cleanEnv } from './helpers/processes.js';
 import { writeMakefile } from './helpers/workloads.js';
 
@@ -34,12 +34,6 @@ let globalBin: string;
 let localDir: string;
 /** PATH with only the system's tools and the global prefix's bins (no clone, no pnpm). */
 let userPath: string;
-
-function mounted(dir: string): boolean {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .some((line) => line.split(' ')[4] === dir);
-}
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'steve-install-'));
@@ -148,7 +142,7 @@ describe('installed with npm install -g (no clone)', () => {
       daemon.kill('SIGKILL');
       await exitOf(daemon);
     }
-    if (mountDir && mounted(mountDir)) spawnSync('umount', ['-l', mountDir]);
+    if (mountDir && isMounted(mountDir)) spawnSync('umount', ['-l', mountDir]);
   });
 
   it('steve-daemon --version and every bin answer --help', async () => {
@@ -254,7 +248,7 @@ describe('installed with npm install -g (no clone)', () => {
   it('SIGTERM stops the installed daemon: exit 0, unmounted, the reason logged', async () => {
     daemon!.kill('SIGTERM');
     expect(await exitOf(daemon!)).toBe(0);
-    expect(mounted(mountDir)).toBe(false);
+    expect(isMounted(mountDir)).toBe(false);
     expect(daemonErr).toMatch(/stopping: SIGTERM received/);
   });
 });

@@ -39,7 +39,8 @@ export interface RunningDaemon {
   stop(): Promise<number | null>;
 }
 
-function isMounted(dir: string): boolean {
+/** Whether `dir` is a mount point now (/proc/self/mountinfo). */
+export function isMounted(dir: string): boolean {
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .some((line) => line.split(' ')[4] === dir);
@@ -140,4 +141,4 @@ export async function startDaemon(
   };
 }
 
-export { exitOf, maxConcurrency, waitFor } from '@steve/test-support';
+export { exitOf, isAlive, maxConcurrency, waitFor } from '@steve/test-support';

@@ -31,6 +31,16 @@ export function exitOf(child: ChildProcess): Promise<number | null> {
   return new Promise((resolveExit) => child.once('exit', (code) => resolveExit(code)));
 }
 
+/** Whether `pid` still exists (a zombie counts until it is reaped). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The stamps observer: from lines `start NAME NS` / `end NAME NS` (text or
  * lines), the most jobs that ran at once; only names starting with `prefix`.
