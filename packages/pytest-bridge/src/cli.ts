@@ -1,78 +1,130 @@
 /**
  * steve-pytest: `env` prints the lines that load the plugin, `install`
- * installs it with the system's pip.
+ * installs it with the system's pip, `path` prints where it is.
+ *
+ *   steve-pytest env --plain >> /etc/portage/make.conf
+ *   steve-pytest install --break-system-packages
  */
+import { UsageError, command } from '@steve/cli';
 import { DEFAULT_PYTHON, PLUGIN_MODULE, envLines, pythonDir } from './env.js';
 import { PytestBridgeError } from './errors.js';
 import { install } from './install.js';
 
-const USAGE = `usage: steve-pytest COMMAND
+export const NAME = 'steve-pytest';
 
-  env [--plain]       print the lines that load the ${PLUGIN_MODULE} pytest plugin:
-                        export PYTHONPATH=…  export EPYTEST_FLAGS='-p ${PLUGIN_MODULE}'
-                      (eval "$(steve-pytest env)"; --plain: NAME="value" for make.conf/package.env)
-  install [--python PATH] [--dry-run] [PIP ARGS…]
-                      pip install --no-build-isolation --no-index the plugin (default
-                      ${DEFAULT_PYTHON}); e.g. --break-system-packages, --user, --target DIR
-  path                print the plugin's directory
-`;
+type Action = (out: (text: string) => void) => void;
 
-/** Runs one command; returns the exit code. */
+function parse(argv: readonly string[]): Promise<{ action: Action | null; output: string }> {
+  let action: Action | null = null;
+  const parser = command(NAME, import.meta.url, argv)
+    .usage(
+      `$0 COMMAND [options]\n\nLoad the ${PLUGIN_MODULE} pytest plugin, which makes pytest-xdist workers take ` +
+        'job tokens from the steve pool (or any GNU make jobserver).',
+    )
+    .command(
+      'env',
+      `print the lines that load the plugin: EPYTEST_FLAGS='-p ${PLUGIN_MODULE}', plus PYTHONPATH ` +
+        `when ${DEFAULT_PYTHON} cannot import it (eval "$(steve-pytest env)")`,
+      (y) =>
+        y
+          .option('plain', {
+            type: 'boolean',
+            default: false,
+            describe: 'NAME="value" lines for /etc/portage/make.conf or package.env',
+          })
+          .option('python', {
+            type: 'string',
+            requiresArg: true,
+            default: DEFAULT_PYTHON,
+            describe: 'the interpreter that must find the plugin',
+          }),
+      (args) => {
+        action = (out) =>
+          out(
+            `${envLines({ style: args.plain ? 'plain' : 'shell', python: args.python }).join('\n')}\n`,
+          );
+      },
+    )
+    .command(
+      'install [pip..]',
+      'pip install --no-build-isolation --no-index the plugin, offline; every other argument ' +
+        'goes to pip (--break-system-packages, --user, --target DIR, --no-deps)',
+      (y) =>
+        y
+          // pip's own options (--user, --target DIR) are passed through, not rejected.
+          .parserConfiguration({ 'unknown-options-as-args': true })
+          .positional('pip', { type: 'string', array: true, describe: 'arguments for pip install' })
+          .option('python', {
+            type: 'string',
+            requiresArg: true,
+            default: DEFAULT_PYTHON,
+            describe: 'the interpreter whose pip installs it',
+          })
+          .option('dry-run', {
+            type: 'boolean',
+            default: false,
+            describe: 'print the pip command instead of running it',
+          }),
+      (args) => {
+        const pipArgs = (args.pip ?? []).map(String);
+        const dryRun = args['dry-run'];
+        action = (out) => {
+          const result = install({ python: args.python, pipArgs, dryRun, onOutput: out });
+          if (dryRun) out(`${result.command.join(' ')}\n`);
+          else
+            out(
+              `installed ${PLUGIN_MODULE}; pytest loads it with -p ${PLUGIN_MODULE} (EPYTEST_FLAGS="-p ${PLUGIN_MODULE}")\n`,
+            );
+        };
+      },
+    )
+    .command(
+      'path',
+      "print the plugin's directory",
+      (y) => y,
+      () => {
+        action = (out) => out(`${pythonDir()}\n`);
+      },
+    )
+    .demandCommand(1, 'a command is needed: env, install or path')
+    .epilog(
+      'The pool comes from steve-daemon (start it with `npx steve-daemon -j N`); the plugin finds it ' +
+        'through MAKEFLAGS, STEVE_JOBSERVER or --jobserver PATH.',
+    );
+  return new Promise((resolve, reject) => {
+    parser.parse(
+      [...argv],
+      {},
+      (error: Error | undefined | null, _args: unknown, output: string) => {
+        if (error) reject(error);
+        else resolve({ action, output });
+      },
+    );
+  });
+}
+
+/** Runs one command line; returns the exit code (2: a usage error, 1: a failure). */
 export async function main(
   argv: readonly string[],
   out: (text: string) => void = (t) => process.stdout.write(t),
   err: (text: string) => void = (t) => process.stderr.write(t),
 ): Promise<number> {
-  const [command, ...rest] = argv;
   try {
-    switch (command) {
-      case 'env': {
-        const unknown = rest.filter((a) => a !== '--plain');
-        if (unknown.length > 0)
-          throw new PytestBridgeError(`unknown option ${unknown[0]}`, 'see steve-pytest --help');
-        out(`${envLines({ style: rest.includes('--plain') ? 'plain' : 'shell' }).join('\n')}\n`);
-        return 0;
-      }
-      case 'install': {
-        let python: string | undefined;
-        let dryRun = false;
-        const pipArgs: string[] = [];
-        for (let i = 0; i < rest.length; i++) {
-          const arg = rest[i] as string;
-          if (arg === '--python') {
-            python = rest[++i];
-            if (python === undefined)
-              throw new PytestBridgeError(
-                '--python needs a path',
-                'e.g. --python /usr/bin/python3',
-              );
-          } else if (arg === '--dry-run') dryRun = true;
-          else pipArgs.push(arg);
-        }
-        const result = install({ python, pipArgs, dryRun, onOutput: out });
-        if (dryRun) out(`${result.command.join(' ')}\n`);
-        else
-          out(
-            `installed ${PLUGIN_MODULE}; pytest loads it with -p ${PLUGIN_MODULE} (EPYTEST_FLAGS="-p ${PLUGIN_MODULE}")\n`,
-          );
-        return 0;
-      }
-      case 'path':
-        out(`${pythonDir()}\n`);
-        return 0;
-      case undefined:
-      case 'help':
-      case '--help':
-      case '-h':
-        out(USAGE);
-        return command === undefined ? 2 : 0;
-      default:
-        err(`steve-pytest: unknown command '${command}'\n${USAGE}`);
-        return 2;
+    const { action, output } = await parse(argv);
+    if (action === null) {
+      // --help or --version: yargs wrote nothing, it hands the text back.
+      if (output !== '') out(output.endsWith('\n') ? output : `${output}\n`);
+      return 0;
     }
+    action(out);
+    return 0;
   } catch (error) {
+    if (error instanceof UsageError) {
+      err(`${NAME}: ${error.message} (see ${NAME} --help)\n`);
+      return 2;
+    }
     if (error instanceof PytestBridgeError) {
-      err(`steve-pytest: ${error.message}\n`);
+      err(`${NAME}: ${error.message}\n`);
       return 1;
     }
     throw error;

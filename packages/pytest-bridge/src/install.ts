@@ -1,7 +1,7 @@
-import { spawnSync } from 'node:child_process';
 import { accessSync, constants, cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+import { execaSync } from 'execa';
 import { DEFAULT_PYTHON, pythonDir } from './env.js';
 import { PytestBridgeError } from './errors.js';
 
@@ -23,8 +23,8 @@ export interface InstallResult {
 }
 
 function probe(python: string, args: string[]): { ok: boolean; output: string } {
-  const result = spawnSync(python, args, { encoding: 'utf8', timeout: 60_000 });
-  return { ok: result.status === 0, output: `${result.stdout ?? ''}${result.stderr ?? ''}` };
+  const result = execaSync(python, args, { reject: false, stdin: 'ignore', timeout: 60_000 });
+  return { ok: result.exitCode === 0, output: `${result.stdout}${result.stderr}` };
 }
 
 /** The pip command `install` runs, for a source directory. */
@@ -97,13 +97,15 @@ export function install(options: InstallOptions = {}): InstallResult {
         !['__pycache__', 'build', 'tests'].includes(basename(path)) && !path.endsWith('.egg-info'),
     });
     const argv = installCommand(python, source, options.pipArgs);
-    const result = spawnSync(argv[0] as string, argv.slice(1), {
-      encoding: 'utf8',
+    const result = execaSync(argv[0] as string, argv.slice(1), {
+      reject: false,
+      stdin: 'ignore',
+      stripFinalNewline: false,
       timeout: 300_000,
     });
-    const output = `${result.stdout ?? ''}${result.stderr ?? ''}`;
+    const output = `${result.stdout}${result.stderr}`;
     options.onOutput?.(output);
-    if (result.status !== 0) {
+    if (result.exitCode !== 0) {
       if (output.includes('externally-managed-environment')) {
         throw new PytestBridgeError(
           `pip refused: ${python} is managed by the distribution (PEP 668)`,
@@ -112,7 +114,7 @@ export function install(options: InstallOptions = {}): InstallResult {
         );
       }
       throw new PytestBridgeError(
-        `${argv.join(' ')} failed (exit ${result.status ?? result.signal}):\n${output.trim()}`,
+        `${argv.join(' ')} failed (${result.exitCode !== undefined ? `exit ${result.exitCode}` : (result.signal ?? result.shortMessage)}):\n${output.trim()}`,
         'see pip’s message above',
       );
     }
