@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type RunningDaemon,
+  isAlive,
   startDaemon,
   startPytest,
   summaryLine,
@@ -23,15 +24,6 @@ afterEach(async () => {
   if (dir !== null) rmSync(dir, { recursive: true, force: true });
   dir = null;
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The pids the status file lists as holders or waiters. */
 function clientPids(status: string): number[] {
@@ -89,7 +81,7 @@ describe('no token is lost', () => {
       expect(code, output).toBe(2); // pytest's "interrupted"
       expect(output).toContain('KeyboardInterrupt');
       expect(tookMs).toBeLessThan(20_000);
-      await waitFor('every worker gone', () => workers.every((w) => !alive(w)), 20_000);
+      await waitFor('every worker gone', () => workers.every((w) => !isAlive(w)), 20_000);
       await waitFor('all tokens back', () => daemon?.out() === 0);
       expect(daemon.status()).toMatch(/waiting 0/);
       console.log(`Ctrl-C ${how}: pytest exited ${tookMs} ms later; out 0`);

@@ -16,7 +16,7 @@ export const DAEMON_BIN = join(REPO, 'packages', 'steve-daemon', 'bin', 'steve-d
 /** Debian's python3, with python3-pytest and python3-pytest-xdist (PATH may hold another one). */
 export const PYTHON = '/usr/bin/python3';
 
-export { maxConcurrency, waitFor } from '@steve/test-support';
+export { isAlive, maxConcurrency, waitFor } from '@steve/test-support';
 
 export function tempDir(prefix = 'pytest-bridge-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
