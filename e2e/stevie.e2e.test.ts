@@ -1,14 +1,22 @@
 // stevie against a live daemon: steering a running make build, the live
 // view under tmux, and the errors a user meets.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join, relative, sep } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  REPO,
   type RunningDaemon,
+  STEVIE_BIN,
   exitOf,
   maxConcurrency,
   startDaemon,
@@ -16,7 +24,7 @@ import {
 } from './helpers/daemon.js';
 import { writeMakefile } from './helpers/workloads.js';
 
-const STEVIE = join(REPO, 'packages', 'steve-daemon', 'bin', 'stevie.js');
+const STEVIE = STEVIE_BIN;
 let daemon: RunningDaemon | null = null;
 const children: ChildProcess[] = [];
 afterEach(async () => {
@@ -27,14 +35,62 @@ afterEach(async () => {
 
 function stevie(
   args: string[],
-  options: { uid?: number } = {},
+  options: { uid?: number; bin?: string } = {},
 ): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, [STEVIE, ...args], {
+  const { bin = STEVIE, ...spawnOptions } = options;
+  const result = spawnSync(process.execPath, [bin, ...args], {
     encoding: 'utf8',
     timeout: 20_000,
-    ...options,
+    ...spawnOptions,
   });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** The directory of package `name` as Node finds it from the package at `from`. */
+function packageDir(from: string, name: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    const candidate = join(dir, 'node_modules', name);
+    if (basename(dir) !== 'node_modules' && existsSync(join(candidate, 'package.json')))
+      return realpathSync(candidate);
+    if (dirname(dir) === dir) throw new Error(`${name} not found from ${from}`);
+  }
+}
+
+/**
+ * Copy the package at `from` to `to` with its runtime dependencies nested
+ * under it (npm's old layout: no pnpm links into the checkout), leaving out
+ * sources, tests and the checkout's own node_modules.
+ */
+function copyPackage(from: string, to: string, ancestry: readonly string[] = []): void {
+  const skip = new Set(['node_modules', 'src', 'test', '.git']);
+  cpSync(from, to, {
+    recursive: true,
+    dereference: true,
+    filter: (path) =>
+      !relative(from, path)
+        .split(sep)
+        .some((part) => skip.has(part)),
+  });
+  const manifest = JSON.parse(readFileSync(join(from, 'package.json'), 'utf8')) as {
+    dependencies?: Record<string, string>;
+  };
+  for (const name of Object.keys(manifest.dependencies ?? {})) {
+    const dep = packageDir(from, name);
+    if (!ancestry.includes(dep))
+      copyPackage(dep, join(to, 'node_modules', name), [...ancestry, from]);
+  }
+}
+
+/**
+ * stevie's package and what it loads, copied where every user can read it:
+ * the checkout may sit in a directory only root can enter (root's 0700
+ * home), and Node cannot even load the module of another user's stevie then.
+ */
+function stevieEveryoneCanRun(dir: string): string {
+  const pkg = realpathSync(dirname(dirname(STEVIE)));
+  const to = join(dir, 'steve-daemon');
+  copyPackage(pkg, to);
+  return join(to, relative(pkg, realpathSync(STEVIE)));
 }
 
 /** Jobs running at each moment, from the stamps file. */
@@ -83,7 +139,7 @@ describe('stevie', () => {
 
     expect(stevie(['--set-jobs', '1', ...control]).status).toBe(0);
     const loweredAtLine = await waitFor('the change in the log', () => {
-      const at = daemon?.log.findIndex((l) => l === 'config: {"jobs":1}') ?? -1;
+      const at = daemon?.log.findIndex((l) => l.endsWith('config: {"jobs":1}')) ?? -1;
       return at >= 0 ? at : undefined;
     });
     await waitFor('back to two jobs', () => runningNow(stamps) <= 2, 10_000);
@@ -91,6 +147,7 @@ describe('stevie', () => {
     // token reserved before the change is not a new one: out stays the same).
     const grantsAfter = daemon.log
       .slice(loweredAtLine)
+      .map((l) => l.replace(/^\d{4}-\d\d-\d\dT\S+ /, '')) // the daemon's timestamps
       .filter(
         (l) =>
           (l.startsWith('grant ->') && !l.includes('(reserved)')) || l.startsWith('reserve ->'),
@@ -148,20 +205,24 @@ describe('stevie', () => {
         daemon?.status().includes('jobs 2') &&
         stevie(['-t', '--control', daemon!.controlPath]).stdout.trim() === '2',
     );
-    await new Promise((r) => setTimeout(r, 100));
-    spawnSync('/usr/bin/python3', [
-      '-c',
-      'import os,sys; fd=os.open(sys.argv[1], os.O_RDWR); os.write(fd, os.read(fd, 1))',
-      daemon.jobserverPath,
-    ]);
-    stevie(['set', 'min-jobs', '2', '--control', daemon.controlPath]);
-    await waitFor(
-      'grant, return and config lines',
-      () =>
-        /grant .*holds 1/.test(out) &&
-        /return .*gave 1/.test(out) &&
-        /config +\{"minJobs":2\}/.test(out),
-    );
+    // The subscription may land after the first actions: repeat each one until
+    // its line arrives (a read and write back, a set of the same value).
+    await waitFor('grant and return lines', () => {
+      if (/grant .*holds 1/.test(out) && /return .*gave 1/.test(out)) return true;
+      spawnSync('/usr/bin/python3', [
+        '-c',
+        'import os,sys; fd=os.open(sys.argv[1], os.O_RDWR); os.write(fd, os.read(fd, 1))',
+        daemon!.jobserverPath,
+      ]);
+      return false;
+    });
+    await waitFor('the config line', () => {
+      if (/config +\{"minJobs":2\}/.test(out)) return true;
+      // Through 1, so the daemon sees a change even if an earlier set was unheard.
+      stevie(['set', 'min-jobs', '1', '--control', daemon!.controlPath]);
+      stevie(['set', 'min-jobs', '2', '--control', daemon!.controlPath]);
+      return false;
+    });
     events.kill('SIGTERM');
     expect(await exitOf(events)).toBe(0);
   });
@@ -201,7 +262,10 @@ describe('stevie', () => {
       const privateServer = createServer((s) => s.end());
       await new Promise<void>((resolve) => privateServer.listen(privatePath, resolve));
       chmodSync(privatePath, 0o600);
-      const denied = stevie(['status', '--control', privatePath], { uid: 65534 });
+      const denied = stevie(['status', '--control', privatePath], {
+        uid: 65534,
+        bin: stevieEveryoneCanRun(dir),
+      });
       expect(denied.status).toBe(1);
       expect(denied.stderr).toMatch(/cannot open .*private\.sock: permission denied/);
       privateServer.close();
@@ -224,11 +288,15 @@ describe('stevie', () => {
 
       expect(stevie(['set', 'jobs', 'many', '--control', liarPath])).toMatchObject({
         status: 2,
-        stderr: expect.stringMatching(/jobs needs a number/),
+        stderr: "stevie: jobs wants a whole number >= 1, got 'many' (see stevie --help)\n",
       });
       expect(stevie(['set', 'colour', '3'])).toMatchObject({
         status: 2,
-        stderr: expect.stringMatching(/unknown setting 'colour'/),
+        stderr: expect.stringMatching(/^stevie: unknown setting 'colour' \(known: jobs, /),
+      });
+      expect(stevie(['stauts', '--control', liarPath])).toMatchObject({
+        status: 2,
+        stderr: expect.stringMatching(/^stevie: unknown command 'stauts'.*'stevie status'/),
       });
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { waitFor } from '@steve/test-support';
+import { collectLogLines, waitFor } from '@steve/test-support';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** The daemon under test; STEVE_E2E_DAEMON_BIN runs another build (to show a test fails on old code). */
@@ -71,21 +71,13 @@ export async function startDaemon(
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
-  const log: string[] = [];
   let stdout = '';
   let maxOut = 0;
   let exitCode: number | null | undefined;
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  let partial = '';
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    partial += chunk;
-    const lines = partial.split('\n');
-    partial = lines.pop() ?? '';
-    for (const line of lines) {
-      log.push(line);
-      const out = /; out (\d+)$/.exec(line);
-      if (out) maxOut = Math.max(maxOut, Number(out[1]));
-    }
+  const log = collectLogLines(child.stderr, (line) => {
+    const out = /; out (\d+)$/.exec(line);
+    if (out) maxOut = Math.max(maxOut, Number(out[1]));
   });
   const exited = new Promise<number | null>((resolveExit) =>
     child.on('exit', (code) => {

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { waitFor } from '@steve/test-support';
+import { collectLogLines, waitFor } from '@steve/test-support';
 
 export const PACKAGE = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const REPO = resolve(PACKAGE, '..', '..');
@@ -85,14 +85,7 @@ export async function startDaemon(args: string[]): Promise<Daemon> {
     // A control socket of its own, so concurrent daemons do not collide.
     env: { ...process.env, STEVE_CONTROL: join(dir, 'control.sock') },
   });
-  const log: string[] = [];
-  let partial = '';
-  running.child.stderr?.on('data', (chunk: string) => {
-    partial += chunk;
-    const lines = partial.split('\n');
-    partial = lines.pop() ?? '';
-    log.push(...lines);
-  });
+  const log = running.child.stderr ? collectLogLines(running.child.stderr) : [];
   const cleanup = (): void => {
     if (isMounted(mountDir)) spawnSync('umount', ['-l', mountDir]);
     rmSync(dir, { recursive: true, force: true });

@@ -31,6 +31,33 @@ export function exitOf(child: ChildProcess): Promise<number | null> {
   return new Promise((resolveExit) => child.once('exit', (code) => resolveExit(code)));
 }
 
+/** The ISO 8601 timestamp steve-daemon puts before each stderr line. */
+const LOG_TIMESTAMP = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z /;
+
+/**
+ * The daemon's stderr as lines without their timestamps, as they arrive
+ * (`onLine` sees each one); tests match `grant -> pid …` and the like.
+ */
+export function collectLogLines(
+  stream: NodeJS.ReadableStream,
+  onLine: (line: string) => void = () => undefined,
+): string[] {
+  const lines: string[] = [];
+  let partial = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    partial += chunk;
+    const complete = partial.split('\n');
+    partial = complete.pop() ?? '';
+    for (const raw of complete) {
+      const line = raw.replace(LOG_TIMESTAMP, '');
+      lines.push(line);
+      onLine(line);
+    }
+  });
+  return lines;
+}
+
 /** Whether `pid` still exists (a zombie counts until it is reaped). */
 export function isAlive(pid: number): boolean {
   try {

@@ -14,8 +14,11 @@
  * Global: --control PATH (else $STEVE_CONTROL, else /run/steve/control.sock).
  */
 
+import { UsageError, command, exitOnUsageError, parseCount, parseDecimal } from '@steve/cli';
 import {
+  CONTROL_SOCKET_ENV,
   type ControlEventMessage,
+  DEFAULT_CONTROL_SOCKET_PATH,
   DEFAULT_DEVICE_PATH,
   DEFAULT_FUSE_JOBSERVER_PATH,
   chooseFront,
@@ -24,10 +27,14 @@ import {
   type SettingName,
   type Settings,
   type StatusResult,
+  FAIRNESS_VALUES,
+  MAX_TIMER_MS,
   isSettingName,
-  parseSettingValue,
+  validateSettings,
 } from '@steve/protocol';
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Argv } from 'yargs';
 import {
   CommandStartError,
   Jobserver,
@@ -41,31 +48,93 @@ import {
 } from '@steve/jobserver-client';
 import { ControlClient, ControlClientError, controlSocketPath } from '../control/client.js';
 
-const SUBCOMMANDS = ['status', 'top', 'get', 'set', 'events', 'metrics', 'help'];
+/** stevie's own commands; any other first word is a command to run. */
+export const SUBCOMMANDS = ['status', 'top', 'get', 'set', 'events', 'metrics', 'help'] as const;
 
-/** Names a user may type for each setting (steve's flag names and ours). */
-const SETTING_ALIASES: Readonly<Record<string, SettingName>> = {
-  jobs: 'jobs',
-  j: 'jobs',
-  'load-average': 'maxLoadAverage',
-  load: 'maxLoadAverage',
-  l: 'maxLoadAverage',
-  'min-jobs': 'minJobs',
-  m: 'minJobs',
-  'min-memory-avail': 'minMemoryAvailableMiB',
-  'min-memory': 'minMemoryAvailableMiB',
-  a: 'minMemoryAvailableMiB',
-  'memory-pressure': 'maxMemoryPressureAvg10',
-  'per-process-limit': 'perProcessLimit',
-  p: 'perProcessLimit',
-  'reservation-ttl': 'reservationTtlMs',
-  'load-recheck': 'limitRecheckMs',
-  fairness: 'fairness',
+type ValueKind = 'count' | 'count-or-none' | 'ms' | 'decimal-or-none' | 'fairness';
+
+/**
+ * The setting names stevie shows and takes (the daemon's option names), for
+ * each setting of the protocol. `get` and `set` share them: `stevie get`
+ * lists these names, and every name or alias here works in both.
+ */
+export const SETTINGS: Readonly<
+  Record<SettingName, { name: string; aliases: readonly string[]; kind: ValueKind }>
+> = {
+  jobs: { name: 'jobs', aliases: ['j'], kind: 'count' },
+  maxLoadAverage: { name: 'load-average', aliases: ['load', 'l'], kind: 'decimal-or-none' },
+  minJobs: { name: 'min-jobs', aliases: ['m'], kind: 'count' },
+  minMemoryAvailableMiB: {
+    name: 'min-memory-avail',
+    aliases: ['min-memory', 'a'],
+    kind: 'decimal-or-none',
+  },
+  maxMemoryPressureAvg10: { name: 'memory-pressure', aliases: [], kind: 'decimal-or-none' },
+  perProcessLimit: { name: 'per-process-limit', aliases: ['p'], kind: 'count-or-none' },
+  reservationTtlMs: { name: 'reservation-ttl', aliases: [], kind: 'ms' },
+  limitRecheckMs: { name: 'load-recheck', aliases: [], kind: 'ms' },
+  fairness: { name: 'fairness', aliases: [], kind: 'fairness' },
 };
 
+/** The settings in the order `stevie get` lists them. */
+export const SETTING_ORDER = Object.keys(SETTINGS) as SettingName[];
+
+/** The names `stevie get` prints and `stevie set` takes, in that order. */
+export const SETTING_CLI_NAMES: readonly string[] = SETTING_ORDER.map((s) => SETTINGS[s].name);
+
+/** The setting a user means by `name` (our name, an alias, or the protocol's name). */
 export function settingNamed(name: string): SettingName | null {
   if (isSettingName(name)) return name;
-  return SETTING_ALIASES[name] ?? null;
+  for (const setting of SETTING_ORDER) {
+    const { name: cliName, aliases } = SETTINGS[setting];
+    if (cliName === name || aliases.includes(name)) return setting;
+  }
+  return null;
+}
+
+function knownSetting(name: string): SettingName {
+  const setting = settingNamed(name);
+  if (setting === null)
+    throw new UsageError(`unknown setting '${name}' (known: ${SETTING_CLI_NAMES.join(', ')})`);
+  return setting;
+}
+
+/**
+ * The value of `setting` from the text the user typed; `label` names it in
+ * the error (`jobs`, `--set-jobs`), which quotes the text.
+ */
+export function parseSetting(setting: SettingName, text: string, label: string): unknown {
+  const { kind } = SETTINGS[setting];
+  const none = /^\s*(none|null|off)\s*$/i.test(text);
+  let value: unknown;
+  try {
+    switch (kind) {
+      case 'count':
+        value = parseCount(label, text, { min: 1 });
+        break;
+      case 'count-or-none':
+        value = none ? null : parseCount(label, text, { min: 1 });
+        break;
+      case 'ms':
+        value = parseCount(label, text, { min: 1, max: MAX_TIMER_MS });
+        break;
+      case 'decimal-or-none':
+        value = none ? null : parseDecimal(label, text, { min: 0 });
+        break;
+      case 'fairness':
+        if (!(FAIRNESS_VALUES as readonly string[]).includes(text.trim()))
+          throw new UsageError(`${label} is one of ${FAIRNESS_VALUES.join(', ')}, got '${text}'`);
+        value = text.trim();
+        break;
+    }
+  } catch (error) {
+    if (error instanceof UsageError && kind.endsWith('-or-none'))
+      throw new UsageError(error.message.replace(/, got '/, ` or 'none', got '`));
+    throw error;
+  }
+  const problem = validateSettings({ [setting]: value });
+  if (problem !== null) throw new UsageError(`${label}: ${problem}, from '${text}'`);
+  return value;
 }
 
 /** steve's getter/setter flags: `--get-jobs`, `--set-jobs N`, … */
@@ -77,26 +146,270 @@ const STEVE_FLAGS: Readonly<Record<string, SettingName>> = {
   'per-process-limit': 'perProcessLimit',
 };
 
-const USAGE = `usage: stevie [--control PATH] COMMAND
-  [--style fifo|pipe|auto] [--] CMD ARGS…
-                         run CMD holding one token of the pool, with MAKEFLAGS
-                         pointing at it (GNU make < 4.4 gets it as a descriptor)
-  status [--json]        jobs, tokens out, holders and waiters
-  top                    live view (q to quit)
-  get [NAME]             settings (jobs, load-average, min-jobs, min-memory-avail,
-                         memory-pressure, per-process-limit, reservation-ttl,
-                         load-recheck, fairness)
-  set NAME VALUE         change one ('none' lifts a limit); needs root, the
-                         daemon's user or its group
-  events [--json]        follow grants, returns, reclaims, reservations, changes
-  metrics                Prometheus text
-  -t, --get-tokens       tokens available now
-  --get-jobs, --set-jobs N, --get-min-memory-avail, --set-min-memory-avail MIB,
-  --get-load-average, --set-load-average L, --get-min-jobs, --set-min-jobs N,
-  --get-per-process-limit, --set-per-process-limit N
-The socket: --control PATH, else $STEVE_CONTROL, else /run/steve/control.sock.`;
+/** One of steve's flags, in the order given. */
+export type SteveFlag =
+  | { kind: 'get-tokens' }
+  | { kind: 'get'; setting: SettingName }
+  | { kind: 'set'; setting: SettingName; value: unknown };
 
-export class StevieUsageError extends Error {}
+/** What a stevie command line asks for. */
+export type StevieAction =
+  | { kind: 'status'; json: boolean }
+  | { kind: 'top' }
+  | { kind: 'get'; setting: SettingName | null; json: boolean }
+  | { kind: 'set'; setting: SettingName; value: unknown }
+  | { kind: 'events'; json: boolean }
+  | { kind: 'metrics' }
+  | { kind: 'help'; text: string }
+  | { kind: 'steve-flags'; flags: SteveFlag[] }
+  | { kind: 'run'; commandLine: string[]; style: RunStyle | null };
+
+export interface StevieArgs {
+  /** --control PATH, when given. */
+  control: string | undefined;
+  action: StevieAction;
+}
+
+const DESCRIPTION = `Watch and steer a running steve-daemon, or run a command holding one of its tokens.
+
+  stevie [--control PATH] [--style fifo|pipe|auto] [--] CMD ARGS…
+      run CMD holding one token of the pool, with MAKEFLAGS pointing at it (GNU make < 4.4
+      gets it as a descriptor; ninja a private fifo); CMD's options are its own
+
+The socket: --control PATH, else $STEVE_CONTROL, else ${DEFAULT_CONTROL_SOCKET_PATH}.
+Settings (get/set): ${SETTING_CLI_NAMES.join(', ')}.`;
+
+/** A subcommand takes no words beyond its own. */
+function nothingAfter(argv: { _: (string | number)[] }): true {
+  const [name, ...extra] = argv._.map(String);
+  if (extra.length > 0)
+    throw new UsageError(`unexpected '${extra.join(' ')}' after 'stevie ${name ?? ''}'`);
+  return true;
+}
+
+const noHalt = { 'parse-numbers': false, 'parse-positional-numbers': false, 'populate--': true };
+
+function stevieYargs(argv: readonly string[], onAction: (action: StevieAction) => void): Argv {
+  const json = (y: Argv) =>
+    y.parserConfiguration(noHalt).check(nothingAfter).option('json', {
+      type: 'boolean',
+      default: false,
+      describe: 'JSON for machines',
+    });
+  let y = command('stevie', import.meta.url, argv)
+    .usage(`$0 COMMAND [options]\n\n${DESCRIPTION}`)
+    .option('control', {
+      type: 'string',
+      requiresArg: true,
+      describe: `the daemon's control socket (default: $${CONTROL_SOCKET_ENV} or ${DEFAULT_CONTROL_SOCKET_PATH})`,
+    })
+    .option('style', {
+      type: 'string',
+      requiresArg: true,
+      global: false,
+      describe:
+        'with CMD: how it gets the pool (auto: a descriptor for make < 4.4, else fifo:PATH)',
+    })
+    .option('get-tokens', {
+      alias: 't',
+      type: 'boolean',
+      global: false,
+      describe: 'print the tokens available now (steve)',
+    })
+    .command('status', 'jobs, tokens out, holders and waiters', json, (a) =>
+      onAction({ kind: 'status', json: Boolean(a.json) }),
+    )
+    .command(
+      'top',
+      'the same, live, with a minute of history (q quits)',
+      (b) => b.parserConfiguration(noHalt).check(nothingAfter),
+      () => onAction({ kind: 'top' }),
+    )
+    .command(
+      'get [name]',
+      'print one setting, or every setting',
+      (b) =>
+        json(b).positional('name', {
+          type: 'string',
+          describe: `one of ${SETTING_CLI_NAMES.join(', ')}`,
+        }),
+      (a) =>
+        onAction({
+          kind: 'get',
+          setting: a.name === undefined ? null : knownSetting(String(a.name)),
+          json: Boolean(a.json),
+        }),
+    )
+    .command(
+      'set <name> <value>',
+      "change one setting ('none' lifts a limit); needs root, the daemon's user or its group",
+      (b) =>
+        b
+          .parserConfiguration(noHalt)
+          .check(nothingAfter)
+          .positional('name', {
+            type: 'string',
+            describe: `one of ${SETTING_CLI_NAMES.join(', ')}`,
+          })
+          .positional('value', { type: 'string', describe: 'e.g. 12, none, fifo' }),
+      (a) => {
+        const setting = knownSetting(String(a.name));
+        onAction({
+          kind: 'set',
+          setting,
+          value: parseSetting(setting, String(a.value), SETTINGS[setting].name),
+        });
+      },
+    )
+    .command('events', 'follow grants, returns, reclaims, reservations and changes', json, (a) =>
+      onAction({ kind: 'events', json: Boolean(a.json) }),
+    )
+    .command(
+      'metrics',
+      'Prometheus text',
+      (b) => b.parserConfiguration(noHalt).check(nothingAfter),
+      () => onAction({ kind: 'metrics' }),
+    )
+    .command(
+      'help',
+      'this help',
+      (b) => b.parserConfiguration(noHalt).check(nothingAfter),
+      () => onAction({ kind: 'help', text: '' }),
+    );
+  for (const [flag, setting] of Object.entries(STEVE_FLAGS)) {
+    y = y
+      .option(`get-${flag}`, {
+        type: 'boolean',
+        global: false,
+        describe: `print ${SETTINGS[setting].name} (steve)`,
+      })
+      .option(`set-${flag}`, {
+        type: 'string',
+        requiresArg: true,
+        global: false,
+        describe: `change ${SETTINGS[setting].name} (steve)`,
+      });
+  }
+  return y;
+}
+
+/** Where in argv a flag first appears (steve's flags act in the order given). */
+function positionOf(argv: readonly string[], names: readonly string[]): number {
+  const at = argv.findIndex((arg) => names.some((n) => arg === n || arg.startsWith(`${n}=`)));
+  return at < 0 ? argv.length : at;
+}
+
+function steveFlagsOf(parsed: Record<string, unknown>, argv: readonly string[]): SteveFlag[] {
+  const found: { at: number; flag: SteveFlag }[] = [];
+  if (parsed['get-tokens'] === true)
+    found.push({ at: positionOf(argv, ['-t', '--get-tokens']), flag: { kind: 'get-tokens' } });
+  for (const [name, setting] of Object.entries(STEVE_FLAGS)) {
+    if (parsed[`get-${name}`] === true)
+      found.push({ at: positionOf(argv, [`--get-${name}`]), flag: { kind: 'get', setting } });
+    const text = parsed[`set-${name}`];
+    if (text !== undefined) {
+      const last = Array.isArray(text) ? (text as unknown[]).at(-1) : text;
+      found.push({
+        at: positionOf(argv, [`--set-${name}`]),
+        flag: { kind: 'set', setting, value: parseSetting(setting, String(last), `--set-${name}`) },
+      });
+    }
+  }
+  return found.sort((a, b) => a.at - b.at).map((f) => f.flag);
+}
+
+const STYLES: readonly RunStyle[] = ['fifo', 'pipe', 'auto'];
+
+function styleOf(value: unknown): RunStyle | null {
+  if (value === undefined) return null;
+  const text = String(Array.isArray(value) ? (value as unknown[]).at(-1) : value);
+  if (!(STYLES as readonly string[]).includes(text))
+    throw new UsageError(`--style is one of ${STYLES.join(', ')}, got '${text}'`);
+  return text as RunStyle;
+}
+
+/** Is `word` a program the shell would find (a path, or a name on $PATH)? */
+function isProgram(word: string): boolean {
+  if (word.includes('/')) return true;
+  return (process.env.PATH ?? '').split(':').some((dir) => {
+    try {
+      accessSync(join(dir || '.', word), constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(
+        (row[j] as number) + 1,
+        (next[j - 1] as number) + 1,
+        (row[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    row = next;
+  }
+  return row[b.length] as number;
+}
+
+/**
+ * Read a stevie command line. A first word that is one of stevie's commands
+ * is that command; anything else (or whatever follows `--`) is a command to
+ * run, with its own options untouched. Throws UsageError.
+ */
+export async function parseStevieArgs(argv: readonly string[]): Promise<StevieArgs> {
+  let action: StevieAction | null = null;
+  const onAction = (a: StevieAction): void => {
+    action = a;
+  };
+  // First up to the first word that is not one of stevie's options.
+  const prefix = await stevieYargs(argv, onAction)
+    .parserConfiguration({ ...noHalt, 'halt-at-non-option': true })
+    .parseAsync();
+  const rest = ((prefix['--'] ?? []) as unknown[]).map(String);
+  const control = prefix.control as string | undefined;
+  const afterDashes = rest.length > 0 && argv[argv.length - rest.length - 1] === '--';
+  const first = rest[0];
+  if (first !== undefined && !afterDashes && (SUBCOMMANDS as readonly string[]).includes(first)) {
+    const y = stevieYargs(argv, onAction).parserConfiguration(noHalt);
+    const parsed = await y.parseAsync();
+    const chosen = action as StevieAction | null;
+    if (chosen === null) throw new UsageError(`cannot read '${argv.join(' ')}'`);
+    if (chosen.kind === 'help')
+      return { control, action: { kind: 'help', text: await y.getHelp() } };
+    return { control: parsed.control as string | undefined, action: chosen };
+  }
+  const flags = steveFlagsOf(prefix, argv);
+  const style = styleOf(prefix.style);
+  if (first === undefined) {
+    if (flags.length > 0 && style === null)
+      return { control, action: { kind: 'steve-flags', flags } };
+    if (style !== null)
+      throw new UsageError(`--style wants a command to run: stevie --style ${style} -- CMD ARGS…`);
+    throw new UsageError(
+      `say what to do: one of ${SUBCOMMANDS.join(', ')}, steve's -t/--get-X/--set-X, or CMD ARGS… to run`,
+    );
+  }
+  if (flags.length > 0)
+    throw new UsageError(
+      `steve's -t/--get-X/--set-X flags do not go with a command to run ('${first}')`,
+    );
+  if (!afterDashes && !first.startsWith('-') && !isProgram(first)) {
+    const near = SUBCOMMANDS.filter((s) => {
+      const distance = editDistance(s, first);
+      return distance <= 2 && distance * 2 < first.length;
+    });
+    throw new UsageError(
+      `unknown command '${first}': not one of stevie's (${SUBCOMMANDS.join(', ')}) nor a program on PATH${near.length ? `; did you mean 'stevie ${near[0]}'?` : ''}`,
+    );
+  }
+  return { control, action: { kind: 'run', commandLine: rest, style } };
+}
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)}s`;
 
@@ -252,89 +565,50 @@ async function events(path: string, json: boolean): Promise<void> {
   client.close();
 }
 
-/** Run stevie with these arguments; returns the exit code. */
+function settingLine(setting: SettingName, value: unknown): string {
+  return `${SETTINGS[setting].name} ${settingText(value)}\n`;
+}
+
+/** Run stevie with these arguments; returns the exit code. Throws UsageError. */
 export async function stevie(
   argv: string[],
   out: (text: string) => void = (t) => process.stdout.write(t),
 ): Promise<number> {
-  const args = [...argv];
-  let control: string | undefined;
-  const takeControl = (at: number): void => {
-    const arg = args[at] as string;
-    if (arg.includes('=')) {
-      control = arg.slice(arg.indexOf('=') + 1);
-      args.splice(at, 1);
-    } else {
-      control = args[at + 1];
-      if (control === undefined) throw new StevieUsageError('--control needs a PATH');
-      args.splice(at, 2);
-    }
-  };
-  const isControl = (arg: string | undefined): boolean =>
-    arg === '--control' || (arg?.startsWith('--control=') ?? false);
-  if (isControl(args[0])) takeControl(0);
-  const first = args[0];
-  const runsACommand =
-    first === '--' ||
-    first === '--style' ||
-    (first !== undefined && !first.startsWith('-') && !SUBCOMMANDS.includes(first));
-  if (runsACommand) {
-    // Only stevie's own prefix (`--style S`) may still hold --control: the
-    // rest are the command's words.
-    const at = first === '--style' && isControl(args[2]) ? 2 : -1;
-    if (at >= 0) takeControl(at);
-  } else {
-    const at = args.findIndex(isControl);
-    if (at >= 0) takeControl(at);
-  }
+  const { control, action } = await parseStevieArgs(argv);
   const path = controlSocketPath(control);
-  const command = args[0];
-  if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
-    out(`${USAGE}\n`);
-    return command === undefined ? 2 : 0;
-  }
-  const json = args.includes('--json');
-  switch (command) {
+  switch (action.kind) {
+    case 'help':
+      out(`${action.text}\n`);
+      return 0;
     case 'status': {
       const status = (await withClient(path, (c) => c.request({ type: 'status' }))) as StatusResult;
       out(
-        json
+        action.json
           ? `${JSON.stringify(status, null, 2)}\n`
           : formatStatus(status, process.stdout.columns ?? 100),
       );
       return 0;
     }
     case 'get': {
-      const name = args[1];
-      const setting = name === undefined ? undefined : settingNamed(name);
-      if (name !== undefined && setting === null)
-        throw new StevieUsageError(`unknown setting '${name}'`);
+      const { setting } = action;
       const result = (await withClient(path, (c) =>
-        c.request(
-          setting === undefined || setting === null ? { type: 'get' } : { type: 'get', setting },
-        ),
+        c.request(setting === null ? { type: 'get' } : { type: 'get', setting }),
       )) as Partial<Settings>;
-      if (json) out(`${JSON.stringify(result)}\n`);
-      else if (setting) out(`${settingText(result[setting])}\n`);
-      else for (const [key, value] of Object.entries(result)) out(`${key} ${settingText(value)}\n`);
+      if (action.json) out(`${JSON.stringify(result)}\n`);
+      else if (setting !== null) out(`${settingText(result[setting])}\n`);
+      else
+        for (const name of SETTING_ORDER) if (name in result) out(settingLine(name, result[name]));
       return 0;
     }
     case 'set': {
-      const [, name, value] = args;
-      if (name === undefined || value === undefined)
-        throw new StevieUsageError('usage: stevie set NAME VALUE (e.g. stevie set jobs 12)');
-      const setting = settingNamed(name);
-      if (setting === null) throw new StevieUsageError(`unknown setting '${name}'`);
-      const parsed = parseSettingValue(setting, value);
-      if ('error' in parsed) throw new StevieUsageError(parsed.error);
       const result = (await withClient(path, (c) =>
-        c.request({ type: 'set', changes: { [setting]: parsed.value } }),
+        c.request({ type: 'set', changes: { [action.setting]: action.value } }),
       )) as Settings;
-      out(`${setting} ${settingText(result[setting])}\n`);
+      out(settingLine(action.setting, result[action.setting]));
       return 0;
     }
     case 'events':
-      await events(path, json);
+      await events(path, action.json);
       return 0;
     case 'metrics':
       out(String(await withClient(path, (c) => c.request({ type: 'metrics' }))));
@@ -342,19 +616,11 @@ export async function stevie(
     case 'top':
       await top(path);
       return 0;
-    default:
-      break;
+    case 'steve-flags':
+      return steveFlags(action.flags, path, out);
+    case 'run':
+      return runCommand(action.commandLine, path, action.style);
   }
-  if (command === '--') return runCommand(args.slice(1), path, null);
-  if (command === '--style') {
-    const style = args[1];
-    if (style !== 'fifo' && style !== 'pipe' && style !== 'auto')
-      throw new StevieUsageError('--style is fifo, pipe or auto');
-    const rest = args[2] === '--' ? args.slice(3) : args.slice(2);
-    return runCommand(rest, path, style);
-  }
-  if (command.startsWith('-')) return steveFlags(args, path, out);
-  return runCommand(args, path, null);
 }
 
 /** The pool path to run a command against: the daemon's fronts, else the default paths. */
@@ -412,7 +678,7 @@ async function runCommand(
   style: RunStyle | null,
 ): Promise<number> {
   const [command, ...commandArgs] = commandLine;
-  if (command === undefined) throw new StevieUsageError('usage: stevie [--] CMD ARGS…');
+  if (command === undefined) throw new UsageError('say which command to run: stevie -- CMD ARGS…');
   const lease = needsRealFifo(command) && style !== 'pipe' ? await privateFifo(controlPath) : null;
   const poolPath = lease?.path ?? (await findPool(controlPath, command));
   let result: RunWithTokenResult;
@@ -440,32 +706,24 @@ async function runCommand(
 
 /** steve's flags, in order: `-t`, `--get-X`, `--set-X N`. */
 async function steveFlags(
-  args: string[],
+  flags: readonly SteveFlag[],
   path: string,
   out: (text: string) => void,
 ): Promise<number> {
   return withClient(path, async (client) => {
-    for (let i = 0; i < args.length; i++) {
-      const flag = args[i] as string;
-      if (flag === '-t' || flag === '--get-tokens') {
+    for (const flag of flags) {
+      if (flag.kind === 'get-tokens') {
         const status = (await client.request({ type: 'status' })) as StatusResult;
         out(`${status.available}\n`);
-        continue;
+      } else if (flag.kind === 'get') {
+        const result = (await client.request({
+          type: 'get',
+          setting: flag.setting,
+        })) as Partial<Settings>;
+        out(`${settingText(result[flag.setting])}\n`);
+      } else {
+        await client.request({ type: 'set', changes: { [flag.setting]: flag.value } });
       }
-      const match = /^--(get|set)-(.+?)(?:=(.*))?$/.exec(flag);
-      const setting = match ? STEVE_FLAGS[match[2] as string] : undefined;
-      if (!match || setting === undefined)
-        throw new StevieUsageError(`unknown option '${flag}'\n${USAGE}`);
-      if (match[1] === 'get') {
-        const result = (await client.request({ type: 'get', setting })) as Partial<Settings>;
-        out(`${settingText(result[setting])}\n`);
-        continue;
-      }
-      const text = match[3] ?? args[++i];
-      if (text === undefined) throw new StevieUsageError(`${flag} needs a value`);
-      const parsed = parseSettingValue(setting, text);
-      if ('error' in parsed) throw new StevieUsageError(parsed.error);
-      await client.request({ type: 'set', changes: { [setting]: parsed.value } });
     }
     return 0;
   });
@@ -475,14 +733,11 @@ export async function main(argv: string[]): Promise<void> {
   try {
     process.exitCode = await stevie(argv);
   } catch (error) {
-    if (error instanceof StevieUsageError) {
-      process.stderr.write(`stevie: ${error.message}\n`);
-      process.exitCode = 2;
-    } else if (error instanceof ControlClientError) {
+    if (error instanceof ControlClientError) {
       process.stderr.write(`stevie: ${error.message}\n`);
       process.exitCode = 1;
     } else {
-      throw error;
+      exitOnUsageError('stevie', error);
     }
   }
 }
