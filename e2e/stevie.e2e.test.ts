@@ -227,6 +227,50 @@ describe('stevie', () => {
     expect(await exitOf(events)).toBe(0);
   });
 
+  it('get lists every setting by the names set takes; get NAME and set NAME agree', async () => {
+    daemon = await startDaemon(['-j', '3']);
+    const control = ['--control', daemon.controlPath];
+    // A value for each setting (different from the daemon's defaults) in the order `get` lists them.
+    const values: [string, string][] = [
+      ['jobs', '4'],
+      ['load-average', '7.5'],
+      ['min-jobs', '2'],
+      ['min-memory-avail', '100'],
+      ['memory-pressure', '50'],
+      ['per-process-limit', '3'],
+      ['reservation-ttl', '1500'],
+      ['load-recheck', '250'],
+      ['fairness', 'fifo'],
+    ];
+    const listed = stevie(['get', ...control]);
+    expect(listed.status).toBe(0);
+    const lines = listed.stdout.trimEnd().split('\n');
+    expect(lines.map((l) => l.split(' ')[0])).toEqual(values.map(([name]) => name));
+    for (const [name, value] of values) {
+      // get NAME prints what the list says for NAME...
+      const before = lines.find((l) => l.startsWith(`${name} `))?.slice(name.length + 1);
+      expect(stevie(['get', name, ...control])).toMatchObject({ status: 0, stdout: `${before}\n` });
+      // ...and set NAME takes the same name and prints it back.
+      expect(stevie(['set', name, value, ...control])).toMatchObject({
+        status: 0,
+        stdout: `${name} ${value}\n`,
+      });
+      expect(stevie(['get', name, ...control]).stdout).toBe(`${value}\n`);
+    }
+    expect(stevie(['get', ...control]).stdout).toBe(
+      values.map(([name, value]) => `${name} ${value}\n`).join(''),
+    );
+    // `none` lifts a limit, shown as none by both.
+    expect(stevie(['set', 'load-average', 'none', ...control]).stdout).toBe('load-average none\n');
+    expect(stevie(['get', 'load-average', ...control]).stdout).toBe('none\n');
+    // --json keeps the protocol's object.
+    expect(JSON.parse(stevie(['get', '--json', ...control]).stdout)).toMatchObject({
+      jobs: 4,
+      maxLoadAverage: null,
+      fairness: 'fifo',
+    });
+  });
+
   it('stevie CMD runs a command holding one token: make 4.3 gets the pool as a descriptor, others as a fifo auth', async () => {
     daemon = await startDaemon(['-j', '3']);
     const control = ['--control', daemon.controlPath];

@@ -6,7 +6,7 @@
  * - unknown options and mistyped subcommands are a one-line error and exit 2;
  * - number options quote what the user typed (`-j abc`, not "got NaN").
  *
- *   const argv = command('steve-job', import.meta.url, args)
+ *   const argv = command('steve-job', import.meta.url, args, { 'halt-at-non-option': true })
  *     .option('tokens', { ...count('--tokens', { min: 1 }), default: 1 })
  *     .parseSync();
  */
@@ -46,20 +46,32 @@ export function packageVersion(moduleUrl: string): string {
  * user typed it (numbers go through `count`/`decimal`), and parse failures
  * thrown as UsageError instead of printing the whole help.
  */
-export function command(name: string, moduleUrl: string, argv: readonly string[]): Argv {
-  return yargs([...argv])
-    .scriptName(name)
-    .parserConfiguration({ 'parse-numbers': false, 'parse-positional-numbers': false })
-    .strict()
-    .strictCommands()
-    .help()
-    .alias('help', 'h')
-    .version(packageVersion(moduleUrl))
-    .wrap(Math.min(100, process.stdout.columns || 100))
-    .fail((message: string | undefined, error: Error | undefined) => {
-      if (error instanceof UsageError) throw error;
-      throw new UsageError(oneLine(message ?? error?.message ?? 'invalid command line'));
-    });
+export function command(
+  name: string,
+  moduleUrl: string,
+  argv: readonly string[],
+  parser: Record<string, boolean> = {},
+): Argv {
+  return (
+    yargs([...argv])
+      .scriptName(name)
+      // One call: yargs replaces, not merges, its parser configuration.
+      .parserConfiguration({
+        'parse-numbers': false,
+        'parse-positional-numbers': false,
+        ...parser,
+      })
+      .strict()
+      .strictCommands()
+      .help()
+      .alias('help', 'h')
+      .version(packageVersion(moduleUrl))
+      .wrap(Math.min(100, process.stdout.columns || 100))
+      .fail((message: string | undefined, error: Error | undefined) => {
+        if (error instanceof UsageError) throw error;
+        throw new UsageError(oneLine(message ?? error?.message ?? 'invalid command line'));
+      })
+  );
 }
 
 function oneLine(message: string): string {

@@ -54,7 +54,7 @@ export class NoPoolError extends Error {
 }
 
 export const START_HINT =
-  'start the daemon (as root: `steve-daemon -j$(nproc)`, serving /dev/steve, or /run/steve/jobserver without CUSE) or name a pool with --jobserver fifo:PATH';
+  'start the daemon (as root: `steve-daemon -j$(nproc)` when installed, or `npx steve-daemon -j$(nproc)` in a clone; it serves /dev/steve, or /run/steve/jobserver without CUSE) or name a pool with --jobserver fifo:PATH';
 
 /**
  * A pool named on the command line or in `$STEVE_JOBSERVER`: `fifo:PATH`,

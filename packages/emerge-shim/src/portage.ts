@@ -100,11 +100,13 @@ export function featuresWithJobserver(features: string | undefined): string {
  */
 export function emergeMakeflags(poolPath: string, makeopts: string | undefined): string {
   const load = makeopts === undefined ? null : parseMakeflags(makeopts, '/').loadAverage;
+  // formatMakeflags writes what make puts in MAKEFLAGS, with a leading
+  // space when there are no single-letter flags; a user reads this one.
   return formatMakeflags({
     ...EMPTY_MAKEFLAGS,
     loadAverage: load,
     jobserverAuth: { kind: 'fifo', path: poolPath },
-  });
+  }).trim();
 }
 
 export interface PlanInput {
@@ -206,6 +208,9 @@ export function makeConfLines(input: {
     `# steve: every emerge job and every make under it take tokens from ${input.poolPath}`,
     `# (printed by emerge-shim --print-make-conf for ${input.version === null ? 'an unknown Portage' : `Portage ${input.version.text}`})`,
     `MAKEFLAGS="${makeflags}"`,
+    '# pytest-xdist workers in src_test (epytest) take tokens too; install the plugin once',
+    '# with `steve-pytest install` (npx steve-pytest install), so it does not live in a clone.',
+    'EPYTEST_FLAGS="-p steve_jobserver"',
   ];
   if (support === 'none') {
     lines.push(

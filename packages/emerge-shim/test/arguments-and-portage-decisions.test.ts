@@ -32,20 +32,39 @@ describe('steve-job command line', () => {
     expect(parseSteveJobArgs(['--device', '/dev/steve', 'true'])).toMatchObject({
       pool: { spec: 'fifo:/dev/steve', option: '--device /dev/steve' },
     });
-    expect(parseSteveJobArgs(['-h'])).toBe('help');
+    // The command's own options, steve-job's names included, reach it untouched.
+    expect(parseSteveJobArgs(['--tokens=2', 'make', '-j4', '--tokens', '3', '-v'])).toMatchObject({
+      tokens: 2,
+      verbose: false,
+      command: 'make',
+      args: ['-j4', '--tokens', '3', '-v'],
+    });
+    expect(parseSteveJobArgs(['-v', '--', '--odd-name', '--', 'x'])).toMatchObject({
+      verbose: true,
+      command: '--odd-name',
+      args: ['--', 'x'],
+    });
   });
 
   it.each([
-    [['--tokens', '0', 'x'], "--tokens needs a positive integer, got '0'"],
-    [['--style', 'tcp', 'x'], "--style is fifo, pipe or auto, got 'tcp'"],
-    [['--fallback', 'skip', 'x'], "--fallback takes 'run', got 'skip'"],
+    [['--tokens', '0', 'x'], "--tokens wants a whole number >= 1, got '0'"],
+    [['--tokens', 'abc', 'x'], "--tokens wants a whole number >= 1, got 'abc'"],
+    [['--style', 'tcp', 'x'], 'Given: "tcp", Choices: "fifo", "pipe", "auto"'],
+    [['--fallback', 'skip', 'x'], 'Given: "skip", Choices: "run"'],
     [['--device', 'a', '--jobserver', 'b', 'x'], 'give one of --jobserver and --device'],
-    [['--frobnicate', 'x'], "unknown option '--frobnicate' (put the command after --)"],
+    [['--frobnicate', 'x'], "unknown option '--frobnicate' (CMD's own options go after it"],
+    [['--frobnicate=3', 'x'], "unknown option '--frobnicate'"],
+    [['-vx', 'make'], "unknown option '-x'"],
     [['--tokens'], '--tokens needs a value'],
     [['--no-wait', '--'], 'no command given'],
   ])('%j is a usage error', (argv, message) => {
     expect(() => parseSteveJobArgs(argv)).toThrow(UsageError);
     expect(() => parseSteveJobArgs(argv)).toThrow(message);
+    try {
+      parseSteveJobArgs(argv);
+    } catch (error) {
+      expect((error as Error).message).not.toContain('\n');
+    }
   });
 
   it('finds -jN on a GNU make command line (make then ignores the pool)', () => {
@@ -90,7 +109,25 @@ describe('emerge-shim command line', () => {
       jobserver: '/dev/steve',
       args: ['--help'],
     });
-    expect(parseEmergeShimArgs(['--help'])).toBe('help');
+    // Typos of shim options are errors; emerge's own options pass through.
+    expect(() => parseEmergeShimArgs(['--print-make-cof'])).toThrow(
+      /^unknown option '--print-make-cof' \(emerge's own options go after the shim's, or after --\)$/,
+    );
+    expect(() => parseEmergeShimArgs(['--jobservr', '/x'])).toThrow("unknown option '--jobservr'");
+    expect(() => parseEmergeShimArgs(['--emerge'])).toThrow('--emerge needs a value');
+    expect(parseEmergeShimArgs(['--ask', '--jobserver', '/x', '@world'])).toMatchObject({
+      jobserver: undefined,
+      args: ['--ask', '--jobserver', '/x', '@world'],
+    });
+    expect(parseEmergeShimArgs(['--emerge=/e', '-uDN', '--', '--x'])).toMatchObject({
+      emerge: '/e',
+      args: ['-uDN', '--', '--x'],
+    });
+    expect(parseEmergeShimArgs(['--verbose', '--pretend', '@world']).args).toEqual([
+      '--verbose',
+      '--pretend',
+      '@world',
+    ]);
     expect(() => parseEmergeShimArgs(['--print-env', '--print-make-conf'])).toThrow(UsageError);
   });
 });
@@ -145,13 +182,14 @@ describe('what emerge-shim sets', () => {
   });
 
   it('MAKEFLAGS carries the auth and MAKEOPTS -l, never -j', () => {
-    expect(emergeMakeflags('/dev/steve', undefined)).toBe(' --jobserver-auth=fifo:/dev/steve');
-    expect(emergeMakeflags('/dev/steve', '-j32')).toBe(' --jobserver-auth=fifo:/dev/steve');
+    // No leading space (make's own MAKEFLAGS has one; a user reads and pastes this).
+    expect(emergeMakeflags('/dev/steve', undefined)).toBe('--jobserver-auth=fifo:/dev/steve');
+    expect(emergeMakeflags('/dev/steve', '-j32')).toBe('--jobserver-auth=fifo:/dev/steve');
     expect(emergeMakeflags('/dev/steve', '-j32 -l30')).toBe(
-      ' -l30 --jobserver-auth=fifo:/dev/steve',
+      '-l30 --jobserver-auth=fifo:/dev/steve',
     );
     expect(emergeMakeflags('/dev/steve', '--jobs=8 --load-average=7.5 -s')).toBe(
-      ' -l7.5 --jobserver-auth=fifo:/dev/steve',
+      '-l7.5 --jobserver-auth=fifo:/dev/steve',
     );
   });
 
@@ -166,7 +204,7 @@ describe('what emerge-shim sets', () => {
     const newer = planEmerge({ ...base, version: parsePortageVersion('Portage 3.0.76 (x)') });
     expect(newer).toEqual({
       support: 'implicit-slot',
-      env: { MAKEFLAGS: ' -l30 --jobserver-auth=fifo:/dev/steve', FEATURES: 'jobserver-token' },
+      env: { MAKEFLAGS: '-l30 --jobserver-auth=fifo:/dev/steve', FEATURES: 'jobserver-token' },
       args: ['--jobs=32', '-uDN', '@world'],
       tokens: 1,
       warnings: [],
@@ -175,7 +213,7 @@ describe('what emerge-shim sets', () => {
     expect(middle.tokens).toBe(0);
     expect(middle.args).toEqual(['--jobs=32', '-uDN', '@world']);
     const older = planEmerge({ ...base, version: parsePortageVersion('Portage 3.0.70 (x)') });
-    expect(older.env).toEqual({ MAKEFLAGS: ' -l30 --jobserver-auth=fifo:/dev/steve' });
+    expect(older.env).toEqual({ MAKEFLAGS: '-l30 --jobserver-auth=fifo:/dev/steve' });
     expect(older.args).toEqual(['-uDN', '@world']);
     expect(older.tokens).toBe(1);
     expect(older.warnings).toHaveLength(2);

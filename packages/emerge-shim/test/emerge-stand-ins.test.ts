@@ -292,7 +292,8 @@ describe('--print-env and --print-make-conf', () => {
       [
         "# emerge-shim: Portage 3.0.76: FEATURES=jobserver-token; emerge's first job runs on the token emerge-shim holds",
         `# pool: ${path} (from the daemon at ${steve.controlPath}), 6 jobs`,
-        `export MAKEFLAGS=' -l10 --jobserver-auth=fifo:${path}'`,
+        // No leading space: a user reads and pastes this (make's own MAKEFLAGS has one).
+        `export MAKEFLAGS='-l10 --jobserver-auth=fifo:${path}'`,
         'export FEATURES=jobserver-token',
         '# emerge-shim holds 1 token while this runs:',
         `# ${join(emerge.bin, 'emerge')} --jobs=6 -uDN @world`,
@@ -313,6 +314,9 @@ describe('--print-env and --print-make-conf', () => {
         `# steve: every emerge job and every make under it take tokens from ${steve.jobserverPath}`,
         '# (printed by emerge-shim --print-make-conf for Portage 3.0.76)',
         `MAKEFLAGS="-l10 --jobserver-auth=fifo:${steve.jobserverPath}"`,
+        '# pytest-xdist workers in src_test (epytest) take tokens too; install the plugin once',
+        '# with `steve-pytest install` (npx steve-pytest install), so it does not live in a clone.',
+        'EPYTEST_FLAGS="-p steve_jobserver"',
         'FEATURES="${FEATURES} jobserver-token"',
         '# MAKEOPTS: emake ignores it once MAKEFLAGS is set; keep -l in MAKEFLAGS above, no -jN anywhere.',
         '# The pool, not emerge, is the cap: let emerge start as many jobs as there are tokens.',

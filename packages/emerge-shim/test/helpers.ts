@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { waitFor as sharedWaitFor } from '@steve/test-support';
+import { waitFor as sharedWaitFor, collectLogLines } from '@steve/test-support';
 
 export const PACKAGE = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const REPO = resolve(PACKAGE, '..', '..');
@@ -178,14 +178,7 @@ export async function startDaemon(args: string[]): Promise<Daemon> {
     [DAEMON_BIN, '--fuse', mountDir, '--control', controlPath, '-v', ...args],
     { env: cleanEnv() },
   );
-  const log: string[] = [];
-  let partial = '';
-  daemon.child.stderr?.on('data', (chunk: string) => {
-    partial += chunk;
-    const lines = partial.split('\n');
-    partial = lines.pop() ?? '';
-    log.push(...lines);
-  });
+  const log = daemon.child.stderr ? collectLogLines(daemon.child.stderr) : [];
   const cleanup = (): void => {
     if (isMounted(mountDir)) spawnSync('umount', ['-l', mountDir]);
     rmSync(dir, { recursive: true, force: true });

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { DEFAULT_DEVICE_PATH, DEFAULT_FUSE_JOBSERVER_PATH } from '@steve/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ExitCode } from '../src/exit-codes.js';
+import { USAGE_EXIT_CODE } from '@steve/cli';
 import {
   type Daemon,
   STEVE_JOB_BIN,
@@ -53,7 +54,8 @@ describe('steve-job with no pool', () => {
       expect(result.stderr).toContain(
         `steve-job: no jobserver found (no $STEVE_JOBSERVER; no daemon at ${join(dir, 'none.sock')}; no /dev/steve; no /run/steve/jobserver)`,
       );
-      expect(result.stderr).toContain('steve-daemon -j$(nproc)');
+      // A command that exists in a clone too (a bare steve-daemon is on PATH only once installed).
+      expect(result.stderr).toContain('`npx steve-daemon -j$(nproc)`');
       expect(result.stderr).toContain('--jobserver fifo:PATH');
       expect(existsSync(marker)).toBe(false);
     },
@@ -130,17 +132,28 @@ describe('steve-job --no-wait, statuses', () => {
   });
 
   it('--no-wait --tokens 2 on a pool with one free token gives back the one it got', async () => {
-    const steve = await pool(1);
+    // A pool of 2 with one held: --tokens 2 fits the pool (more than it has fails at once, see
+    // command-lines.test.ts) but only one is free now.
+    const steve = await pool(2);
+    const holder = run(
+      process.execPath,
+      [STEVE_JOB_BIN, '--device', steve.jobserverPath, '--', 'sleep', '60'],
+      { env: cleanEnv() },
+    );
+    await waitFor('the holder to take a token', () => steve.out() === 1);
     const result = await steveJob(
       ['--no-wait', '--tokens', '2', '--device', steve.jobserverPath, '--', 'true'],
       cleanEnv(),
     );
     expect(result.code).toBe(ExitCode.noTokenFree);
     expect(result.stderr).toContain('1 of 2 were');
-    await waitFor('the token back', () => steve.out() === 0);
+    expect(steve.out()).toBe(1);
+    holder.child.kill('SIGTERM');
+    await holder.exited;
+    await waitFor('the tokens back', () => steve.out() === 0);
   });
 
-  it("passes CMD's status on; 127 for a missing command, 126 for one that cannot run; 125 for bad usage", async () => {
+  it("passes CMD's status on; 127 for a missing command, 126 for one that cannot run; 2 for bad usage", async () => {
     const steve = await pool(2);
     const device = ['--device', steve.jobserverPath, '--'];
     expect((await steveJob([...device, 'sh', '-c', 'exit 42'], cleanEnv())).code).toBe(42);
@@ -150,9 +163,9 @@ describe('steve-job --no-wait, statuses', () => {
     const dir = tempDir();
     expect((await steveJob([...device, dir], cleanEnv())).code).toBe(ExitCode.cannotExecute);
     const usage = await steveJob(['--tokens', 'x', '--', 'true'], cleanEnv());
-    expect(usage.code).toBe(ExitCode.wrapperFailed);
-    expect(usage.stderr).toContain("--tokens needs a positive integer, got 'x'");
-    expect((await steveJob([], cleanEnv())).code).toBe(ExitCode.wrapperFailed);
+    expect(usage.code).toBe(USAGE_EXIT_CODE);
+    expect(usage.stderr).toContain("--tokens wants a whole number >= 1, got 'x'");
+    expect((await steveJob([], cleanEnv())).code).toBe(USAGE_EXIT_CODE);
     const help = await steveJob(['--help'], cleanEnv());
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('usage: steve-job');

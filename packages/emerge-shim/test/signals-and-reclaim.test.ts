@@ -89,9 +89,12 @@ describe('signals to steve-job', () => {
     expect(signal).toBe('SIGKILL');
     await waitFor('the daemon to reclaim the token', () => steve.out() === 0);
     const jobPid = job.child.pid as number;
+    // The daemon's log lines start with an ISO timestamp.
     await waitFor('the reclaim record', () =>
       steve.log.some((line) =>
-        new RegExp(`^reclaim <- pid ${jobPid} .*: 1 token\\(s\\), process exited`).test(line),
+        new RegExp(`^(\\S+ )?reclaim <- pid ${jobPid} .*: 1 token\\(s\\), process exited`).test(
+          line,
+        ),
       ),
     );
     // The orphaned command still runs (it held no token of its own); stop it.

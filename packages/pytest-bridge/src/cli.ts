@@ -14,6 +14,33 @@ export const NAME = 'steve-pytest';
 
 type Action = (out: (text: string) => void) => void;
 
+const COMMANDS = ['env', 'install', 'path'] as const;
+
+/** `Unknown command: evn` gains `; did you mean 'steve-pytest env'?` (one letter off, or two swapped). */
+function withSuggestion(message: string): string {
+  const typed = /^Unknown command: (\S+)$/.exec(message)?.[1];
+  if (typed === undefined) return message;
+  const near = COMMANDS.find((name) => closeTo(typed, name));
+  return near === undefined ? message : `${message}; did you mean '${NAME} ${near}'?`;
+}
+
+function closeTo(typed: string, name: string): boolean {
+  if (typed === name || Math.abs(typed.length - name.length) > 1) return false;
+  if (typed.length === name.length) {
+    const differ = [...typed].flatMap((c, i) => (c === name[i] ? [] : [i]));
+    if (differ.length === 1) return true;
+    const [i, j] = differ;
+    return (
+      differ.length === 2 &&
+      j === (i as number) + 1 &&
+      typed[i as number] === name[j] &&
+      typed[j] === name[i as number]
+    );
+  }
+  const [short, long] = typed.length < name.length ? [typed, name] : [name, typed];
+  return [...long].some((_, i) => long.slice(0, i) + long.slice(i + 1) === short);
+}
+
 function parse(argv: readonly string[]): Promise<{ action: Action | null; output: string }> {
   let action: Action | null = null;
   const parser = command(NAME, import.meta.url, argv)
@@ -48,11 +75,20 @@ function parse(argv: readonly string[]): Promise<{ action: Action | null; output
     .command(
       'install [pip..]',
       'pip install --no-build-isolation --no-index the plugin, offline; every other argument ' +
-        'goes to pip (--break-system-packages, --user, --target DIR, --no-deps)',
+        'goes to pip (--break-system-packages, --user, --target DIR, --no-deps), and all after -- ' +
+        "(pip's own --python or --dry-run)",
       (y) =>
         y
           // pip's own options (--user, --target DIR) are passed through, not rejected.
-          .parserConfiguration({ 'unknown-options-as-args': true })
+          // A command's parserConfiguration replaces the whole one, so repeat
+          // @steve/cli's; after `--` everything goes to pip, even pip's own
+          // --python and --dry-run.
+          .parserConfiguration({
+            'parse-numbers': false,
+            'parse-positional-numbers': false,
+            'unknown-options-as-args': true,
+            'populate--': true,
+          })
           .positional('pip', { type: 'string', array: true, describe: 'arguments for pip install' })
           .option('python', {
             type: 'string',
@@ -66,7 +102,7 @@ function parse(argv: readonly string[]): Promise<{ action: Action | null; output
             describe: 'print the pip command instead of running it',
           }),
       (args) => {
-        const pipArgs = (args.pip ?? []).map(String);
+        const pipArgs = [...(args.pip ?? []), ...((args['--'] ?? []) as unknown[])].map(String);
         const dryRun = args['dry-run'];
         action = (out) => {
           const result = install({ python: args.python, pipArgs, dryRun, onOutput: out });
@@ -86,7 +122,6 @@ function parse(argv: readonly string[]): Promise<{ action: Action | null; output
         action = (out) => out(`${pythonDir()}\n`);
       },
     )
-    .demandCommand(1, 'a command is needed: env, install or path')
     .epilog(
       'The pool comes from steve-daemon (start it with `npx steve-daemon -j N`); the plugin finds it ' +
         'through MAKEFLAGS, STEVE_JOBSERVER or --jobserver PATH.',
@@ -112,15 +147,18 @@ export async function main(
   try {
     const { action, output } = await parse(argv);
     if (action === null) {
+      // No command. Not yargs' demandCommand: it would win over strict's
+      // "Unknown argument: bogus" for `steve-pytest --bogus`.
+      if (output === '') throw new UsageError(`a command is needed: ${COMMANDS.join(', ')}`);
       // --help or --version: yargs wrote nothing, it hands the text back.
-      if (output !== '') out(output.endsWith('\n') ? output : `${output}\n`);
+      out(output.endsWith('\n') ? output : `${output}\n`);
       return 0;
     }
     action(out);
     return 0;
   } catch (error) {
     if (error instanceof UsageError) {
-      err(`${NAME}: ${error.message} (see ${NAME} --help)\n`);
+      err(`${NAME}: ${withSuggestion(error.message)} (see ${NAME} --help)\n`);
       return 2;
     }
     if (error instanceof PytestBridgeError) {

@@ -185,8 +185,11 @@ describe('steve-pytest env', () => {
 describe('steve-pytest command line', () => {
   it('a mistyped command or an unknown option is one line on stderr and exit 2', () => {
     for (const [args, message] of [
-      [['evn'], 'Unknown command: evn'],
+      [['evn'], "Unknown command: evn; did you mean 'steve-pytest env'?"],
+      [['isntall', '--user'], "did you mean 'steve-pytest install'?"],
       [['env', '--bogus'], 'Unknown argument: bogus'],
+      // Not "a command is needed": the option is what is wrong.
+      [['--bogus'], 'Unknown argument: bogus'],
       [['install', '--python'], 'python'],
       [['path', 'extra'], 'extra'],
       [[], 'a command is needed'],
@@ -257,6 +260,25 @@ describe('steve-pytest install', () => {
     expect(result.code).toBe(0);
     expect(result.stdout.trim()).toBe(installCommand(PYTHON, PLUGIN_DIR, ['--user']).join(' '));
     expect(result.stdout).toContain('-m pip install --no-build-isolation --no-index --user');
+  });
+
+  it('everything after -- goes to pip, even the options steve-pytest has itself', () => {
+    const result = cli([
+      'install',
+      '--dry-run',
+      '--user',
+      '--',
+      '--dry-run',
+      '--python',
+      '/x',
+      '007',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout.trim()).toBe(
+      installCommand(PYTHON, PLUGIN_DIR, ['--user', '--dry-run', '--python', '/x', '007']).join(
+        ' ',
+      ),
+    );
   });
 
   it('says to apt-get install python3-pip when pip is missing, python3-pytest when pytest is', () => {

@@ -12,7 +12,7 @@
  * `planEmerge` for the decisions and why.
  */
 
-import { spawnSync } from 'node:child_process';
+import { execaSync } from 'execa';
 import {
   Jobserver,
   type RunWithTokenResult,
@@ -20,10 +20,16 @@ import {
   resolveCommand,
   runWithTokenResult,
 } from '@steve/jobserver-client';
-import { formatJobserverAuth } from '@steve/protocol';
+import { existsSync } from 'node:fs';
+import {
+  DEFAULT_CONTROL_SOCKET_PATH,
+  DEFAULT_DEVICE_PATH,
+  DEFAULT_FUSE_JOBSERVER_PATH,
+  formatJobserverAuth,
+} from '@steve/protocol';
 import { controlSocketPath } from '../control-status.js';
 import { ExitCode } from '../exit-codes.js';
-import { type FoundPool, findPool } from '../pool.js';
+import { type FoundPool, NoPoolError, findPool } from '../pool.js';
 import {
   type EmergePlan,
   FIRST_JOBSERVER_PORTAGE,
@@ -33,23 +39,20 @@ import {
   planEmerge,
   shellQuote,
 } from '../portage.js';
-import { UsageError, optionValue, runMain } from './common.js';
+import { USAGE_EXIT_CODE, command } from '@steve/cli';
+import { UsageError, explainUnknownOptions, runMain } from './common.js';
 
+/** What `emerge-shim --help` prints above the options. */
 export const EMERGE_SHIM_USAGE = `usage: emerge-shim [SHIM OPTIONS] [--] EMERGE ARGS…
 Run emerge sharing the steve pool: MAKEFLAGS points every make at it and,
 with Portage >= ${FIRST_JOBSERVER_PORTAGE}, FEATURES=jobserver-token makes every emerge job take
-a token, with --jobs=<pool size> unless you give --jobs.
+a token, with --jobs=<pool size> unless you give --jobs. emerge's arguments
+start at \`--\` or at the first word that is not a shim option
+(\`emerge-shim --ask -uDN @world\`); emerge's own help and version:
+\`emerge-shim -- --help\`, \`emerge-shim -- --version\`.`;
 
-  --jobserver AUTH    the pool: fifo:PATH or a PATH (else $STEVE_JOBSERVER, else the
-                      daemon's control socket, else /dev/steve, /run/steve/jobserver)
-  --control PATH      the daemon's control socket, for the pool and its size
-                      (default $STEVE_CONTROL, else /run/steve/control.sock)
-  --emerge PATH       the emerge to run (default: emerge on PATH)
-  --print-env         print what would be set and the emerge command line, run nothing
-  --print-make-conf   print make.conf lines that do the same without emerge-shim
-  -h, --help          this text (emerge's own: emerge-shim -- --help)
-
-Exit status: emerge's; ${ExitCode.wrapperFailed} emerge-shim failed (usage, no pool); ${ExitCode.notFound} no emerge.`;
+/** What `emerge-shim --help` prints below the options. */
+export const EMERGE_SHIM_EPILOG = `Exit status: emerge's; ${USAGE_EXIT_CODE} usage error; ${ExitCode.wrapperFailed} emerge-shim failed (no pool); ${ExitCode.notFound} no emerge.`;
 
 export interface EmergeShimOptions {
   readonly jobserver?: string;
@@ -59,42 +62,107 @@ export interface EmergeShimOptions {
   readonly args: readonly string[];
 }
 
+/** emerge-shim's options that take a value (`--jobserver X` or `--jobserver=X`). */
+const SHIM_VALUE_OPTIONS = ['--jobserver', '--control', '--emerge'];
+const SHIM_OPTIONS = [...SHIM_VALUE_OPTIONS, '--print-env', '--print-make-conf'];
+/** No emerge option starts with these: a word that does is a shim option, or a typo of one. */
+const SHIM_PREFIXES = [...SHIM_VALUE_OPTIONS, '--print', '--help', '--version'];
+
+/**
+ * Whether `word` is meant for emerge-shim: one of its options, or close
+ * enough to one (`--print-make-cof`, `--jobservr`) to be a typo of it
+ * rather than an emerge option. emerge's options are passed on untouched,
+ * so they cannot be checked: only these typos are errors.
+ */
+export function isShimWord(word: string): boolean {
+  if (word === '-h') return true;
+  if (!word.startsWith('--') || word === '--') return false;
+  const name = word.split('=')[0] as string;
+  return (
+    SHIM_PREFIXES.some((prefix) => name.startsWith(prefix)) ||
+    SHIM_OPTIONS.some((option) => editDistance(name, option) <= 2)
+  );
+}
+
+/** Levenshtein distance, for {@link isShimWord}'s typos. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        (previous[j] as number) + 1,
+        (current[j - 1] as number) + 1,
+        (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length] as number;
+}
+
 /**
  * Shim options come first; the rest (after `--`, or from the first word
- * that is not a shim option) is emerge's.
+ * that is not a shim option) is emerge's, untouched.
  *
- * Errors: UsageError for a shim option without its value.
+ * The split is done here, not by yargs: emerge's options are unknown to
+ * yargs, and `unknown-options-as-args` would both keep parsing shim
+ * options after them and lose a `--` of emerge's own, so yargs reads
+ * (strictly) only the shim words.
+ *
+ * Errors: UsageError (from @steve/cli) for a shim option without its
+ * value, a mistyped shim option, both --print-env and --print-make-conf.
  */
-export function parseEmergeShimArgs(argv: readonly string[]): EmergeShimOptions | 'help' {
-  let jobserver: string | undefined;
-  let control: string | undefined;
-  let emerge = 'emerge';
-  let print: EmergeShimOptions['print'] = null;
+export function parseEmergeShimArgs(argv: readonly string[]): EmergeShimOptions {
   let i = 0;
-  while (i < argv.length) {
-    const arg = argv[i] as string;
-    if (arg === '--') {
-      i++;
-      break;
-    }
-    if (arg === '-h' || arg === '--help') return 'help';
-    if (arg === '--print-env' || arg === '--print-make-conf') {
-      if (print !== null) throw new UsageError('give one of --print-env and --print-make-conf');
-      print = arg === '--print-env' ? 'env' : 'make-conf';
-      i++;
-      continue;
-    }
-    const named =
-      (['--jobserver', '--control', '--emerge'] as const)
-        .map((name) => ({ name, found: optionValue(argv, i, name) }))
-        .find((o) => o.found !== null) ?? null;
-    if (named === null || named.found === null) break; // emerge's arguments start here
-    if (named.name === '--jobserver') jobserver = named.found.value;
-    else if (named.name === '--control') control = named.found.value;
-    else emerge = named.found.value;
-    i += named.found.used;
+  while (i < argv.length && argv[i] !== '--' && isShimWord(argv[i] as string)) {
+    i += SHIM_VALUE_OPTIONS.includes(argv[i] as string) ? 2 : 1;
   }
-  return { jobserver, control, emerge, print, args: argv.slice(i) };
+  const shim = argv.slice(0, i);
+  const emergeArgs = argv[i] === '--' ? argv.slice(i + 1) : argv.slice(i);
+  const parsed = explainUnknownOptions(
+    shim,
+    "emerge's own options go after the shim's, or after --",
+    () =>
+      command('emerge-shim', import.meta.url, shim, { 'camel-case-expansion': false })
+        .usage(EMERGE_SHIM_USAGE)
+        .epilog(EMERGE_SHIM_EPILOG)
+        .option('jobserver', {
+          type: 'string',
+          requiresArg: true,
+          describe:
+            "the pool: fifo:PATH or a PATH (else $STEVE_JOBSERVER, else the daemon's control socket, else /dev/steve, /run/steve/jobserver)",
+        })
+        .option('control', {
+          type: 'string',
+          requiresArg: true,
+          describe: `the daemon's control socket, for the pool and its size (default $STEVE_CONTROL, else ${DEFAULT_CONTROL_SOCKET_PATH})`,
+        })
+        .option('emerge', {
+          type: 'string',
+          requiresArg: true,
+          default: 'emerge',
+          describe: 'the emerge to run (default: emerge on PATH)',
+        })
+        .option('print-env', {
+          type: 'boolean',
+          describe: 'print what would be set and the emerge command line, run nothing',
+        })
+        .option('print-make-conf', {
+          type: 'boolean',
+          describe:
+            'print make.conf lines that do the same without emerge-shim (needs neither emerge nor a running daemon)',
+        })
+        .conflicts('print-env', 'print-make-conf')
+        .parseSync(),
+  );
+  return {
+    jobserver: parsed.jobserver,
+    control: parsed.control,
+    emerge: parsed.emerge,
+    print: parsed['print-env'] ? 'env' : parsed['print-make-conf'] ? 'make-conf' : null,
+    args: emergeArgs,
+  };
 }
 
 /** `emerge --version` → the Portage version, with what it printed when that is not one. */
@@ -102,8 +170,13 @@ export function portageVersionOf(emergePath: string): {
   version: PortageVersion | null;
   output: string;
 } {
-  const result = spawnSync(emergePath, ['--version'], { encoding: 'utf8', timeout: 120_000 });
-  const output = `${result.stdout ?? ''}${result.stderr ?? ''}`.trim();
+  const result = execaSync(emergePath, ['--version'], {
+    timeout: 120_000,
+    reject: false,
+    all: true,
+    stdin: 'ignore',
+  });
+  const output = (result.all ?? '').trim();
   return { version: parsePortageVersion(output), output };
 }
 
@@ -114,11 +187,12 @@ export function effectiveMakeopts(
   if (env.MAKEOPTS !== undefined) return env.MAKEOPTS;
   const portageq = resolveCommand('portageq', env);
   if (portageq === null) return undefined;
-  const result = spawnSync(portageq, ['envvar', 'MAKEOPTS'], {
-    encoding: 'utf8',
+  const result = execaSync(portageq, ['envvar', 'MAKEOPTS'], {
     timeout: 60_000,
+    reject: false,
+    stdin: 'ignore',
   });
-  const value = result.status === 0 ? (result.stdout ?? '').trim() : '';
+  const value = result.exitCode === 0 ? result.stdout.trim() : '';
   return value === '' ? undefined : value;
 }
 
@@ -152,6 +226,54 @@ export function formatPrintEnv(
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * The `--print-make-conf` text. It needs neither a running daemon nor
+ * emerge: without a daemon the pool is where the daemon will serve it (the
+ * default device, or the default FUSE file on a kernel without CUSE), and
+ * without emerge the lines are those for a Portage with jobserver-token.
+ */
+async function makeConfFor(
+  options: EmergeShimOptions,
+  emergePath: string | null,
+  env: NodeJS.ProcessEnv,
+  say: (text: string) => void,
+): Promise<string> {
+  const version =
+    emergePath === null
+      ? parsePortageVersion(`Portage ${FIRST_JOBSERVER_PORTAGE}`)
+      : portageVersionOf(emergePath).version;
+  let poolPath: string;
+  let poolJobs: number | null = null;
+  try {
+    const pool = await findPool({
+      explicit:
+        options.jobserver === undefined
+          ? undefined
+          : { spec: options.jobserver, option: `--jobserver ${options.jobserver}` },
+      env,
+      controlPath: controlSocketPath(options.control, env),
+      wantJobs: true,
+    });
+    if (pool.auth.kind !== 'fifo') {
+      throw new UsageError(
+        `Portage takes only a fifo-style jobserver (fifo:PATH), not ${formatJobserverAuth(pool.auth)}`,
+      );
+    }
+    poolPath = pool.auth.path;
+    poolJobs = pool.jobs;
+  } catch (error) {
+    if (!(error instanceof NoPoolError) || options.jobserver !== undefined) throw error;
+    poolPath = existsSync('/dev/cuse') ? DEFAULT_DEVICE_PATH : DEFAULT_FUSE_JOBSERVER_PATH;
+    say(
+      `no daemon answers yet: printing the lines for ${poolPath}, where steve-daemon serves by default once started (\`npx steve-daemon -j$(nproc)\`, or \`steve-daemon -j$(nproc)\` where installed)`,
+    );
+  }
+  const text = makeConfLines({ version, poolPath, poolJobs, makeopts: effectiveMakeopts(env) });
+  return emergePath === null
+    ? `# (emerge is not on PATH here: these are the lines for Portage >= ${FIRST_JOBSERVER_PORTAGE})\n${text}`
+    : text;
+}
+
 /** Run emerge-shim with these arguments; resolves with emerge's exit status. */
 export async function emergeShim(
   argv: readonly string[],
@@ -180,16 +302,15 @@ async function prepare(
   stderr: (text: string) => void,
   stdout: (text: string) => void,
 ): Promise<number | { run(): Promise<RunWithTokenResult> }> {
-  const parsed = parseEmergeShimArgs(argv);
-  if (parsed === 'help') {
-    stdout(`${EMERGE_SHIM_USAGE}\n`);
-    return 0;
-  }
-  const options = parsed;
+  const options = parseEmergeShimArgs(argv);
   const env = process.env;
   const say = (text: string): void => stderr(`emerge-shim: ${text}\n`);
 
   const emergePath = resolveCommand(options.emerge, env);
+  if (options.print === 'make-conf') {
+    stdout(await makeConfFor(options, emergePath, env, say));
+    return 0;
+  }
   if (emergePath === null) {
     say(`cannot find ${options.emerge} on PATH (is Portage installed? else pass --emerge PATH)`);
     return ExitCode.notFound;
@@ -215,11 +336,6 @@ async function prepare(
     );
   }
   const makeopts = effectiveMakeopts(env);
-
-  if (options.print === 'make-conf') {
-    stdout(makeConfLines({ version, poolPath: pool.auth.path, poolJobs: pool.jobs, makeopts }));
-    return 0;
-  }
   const plan = planEmerge({
     version,
     poolPath: pool.auth.path,

@@ -18,8 +18,9 @@
  * steve-job dies of it too once the tokens are back.
  */
 
+import { readFile, realpath } from 'node:fs/promises';
 import { statSync } from 'node:fs';
-import { basename } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import {
   Jobserver,
   type PrivateFifoLease,
@@ -31,39 +32,37 @@ import {
   dieOfSignal,
   runWithTokenResult,
 } from '@steve/jobserver-client';
-import { formatJobserverAuth, needsRealFifo, parseMakeCommandLine } from '@steve/protocol';
-import { controlSocketPath } from '../control-status.js';
+import {
+  DEFAULT_CONTROL_SOCKET_PATH,
+  FUSE_JOBSERVER_FILE,
+  FUSE_STATUS_FILE,
+  formatJobserverAuth,
+  needsRealFifo,
+  parseMakeCommandLine,
+} from '@steve/protocol';
+import { controlSocketPath, readStatus } from '../control-status.js';
 import { ExitCode } from '../exit-codes.js';
 import { NoPoolError, START_HINT, findPool, parsePoolSpec } from '../pool.js';
 import { runWithoutToken } from '../plain-run.js';
-import { UsageError, optionValue, runMain } from './common.js';
+import { USAGE_EXIT_CODE, command, count } from '@steve/cli';
+import { UsageError, explainUnknownOptions, runMain } from './common.js';
 
+/** What `steve-job --help` prints above the options. */
 export const STEVE_JOB_USAGE = `usage: steve-job [OPTIONS] [--] CMD ARGS…
 Run CMD holding job tokens of the steve pool; MAKEFLAGS points CMD's make,
-cargo or ninja at the pool, so everything under CMD shares it.
+cargo or ninja at the pool, so everything under CMD shares it. steve-job's
+options end at \`--\` or at the first word that is not one of them: CMD's own
+options (\`steve-job -- make -j4\`) go to CMD as typed.`;
 
-  --jobserver AUTH    the pool: fifo:PATH, R,W (inherited descriptors) or a PATH
-  --device PATH       the pool's device or file (same as --jobserver fifo:PATH)
-  --tokens N          tokens to hold while CMD runs (default 1: CMD's own slot; in a
-                      pool inherited from MAKEFLAGS the first is the slot the parent
-                      holds for this job, so N-1 are taken)
-  --no-wait           exit ${ExitCode.noTokenFree} at once when the tokens are not free now
-  --style STYLE       how CMD gets the pool: fifo (make >= 4.4, cargo, ninja), pipe
-                      (an inherited descriptor, make < 4.4), auto (default: pipe for
-                      GNU make older than 4.4)
-  --fallback run      with no pool reachable, run CMD without a token (and say so)
-  --control PATH      the daemon's control socket (default $STEVE_CONTROL, else
-                      /run/steve/control.sock)
-  -v, --verbose       say which pool and how many tokens
-  -h, --help          this text
-
-The pool, when not named: the jobserver in CARGO_MAKEFLAGS/MAKEFLAGS/MFLAGS,
+/** What `steve-job --help` prints below the options. */
+export const STEVE_JOB_EPILOG = `The pool, when not named: the jobserver in CARGO_MAKEFLAGS/MAKEFLAGS/MFLAGS,
 else $STEVE_JOBSERVER, else the daemon's control socket, else /dev/steve,
 else /run/steve/jobserver.
 
 Exit status: CMD's; when CMD dies of SIGINT, SIGTERM, SIGHUP or SIGQUIT,
 steve-job dies of it too (128+N for other signals); ${ExitCode.noTokenFree} --no-wait found no
-free token; ${ExitCode.wrapperFailed} steve-job failed (usage, no pool); ${ExitCode.cannotExecute} CMD cannot run; ${ExitCode.notFound} CMD not found.`;
+free token; ${USAGE_EXIT_CODE} usage error (--tokens above the pool size included); ${ExitCode.wrapperFailed} steve-job
+failed (no pool, the pool stopped answering); ${ExitCode.cannotExecute} CMD cannot run; ${ExitCode.notFound} CMD not found.`;
 
 export interface SteveJobOptions {
   /** `--jobserver`/`--device` as typed, with the option used. */
@@ -80,80 +79,89 @@ export interface SteveJobOptions {
 
 /**
  * Read steve-job's command line: options up to `--` or the first word
- * that is not one of them; the rest is the command.
+ * that is not one of them (yargs' `halt-at-non-option`); the rest is the
+ * command, untouched (`populate--`: a `--` of the command's own stays).
  *
  * Errors: UsageError (unknown option, bad value, no command).
  */
-export function parseSteveJobArgs(argv: readonly string[]): SteveJobOptions | 'help' {
-  let pool: SteveJobOptions['pool'];
-  let tokens = 1;
-  let noWait = false;
-  let style: RunStyle = 'auto';
-  let fallback = false;
-  let control: string | undefined;
-  let verbose = false;
-  let i = 0;
-  while (i < argv.length) {
-    const arg = argv[i] as string;
-    if (arg === '--') {
-      i++;
-      break;
-    }
-    if (!arg.startsWith('-') || arg === '-') break;
-    if (arg === '-h' || arg === '--help') return 'help';
-    if (arg === '--no-wait') {
-      noWait = true;
-      i++;
-      continue;
-    }
-    if (arg === '-v' || arg === '--verbose') {
-      verbose = true;
-      i++;
-      continue;
-    }
-    const option =
-      (['--jobserver', '--device', '--tokens', '--style', '--fallback', '--control'] as const)
-        .map((name) => ({ name, found: optionValue(argv, i, name) }))
-        .find((o) => o.found !== null) ?? null;
-    if (option === null || option.found === null) {
-      throw new UsageError(`unknown option '${arg}' (put the command after --)`);
-    }
-    const { value, used } = option.found;
-    switch (option.name) {
-      case '--jobserver':
-      case '--device':
-        if (pool !== undefined) throw new UsageError('give one of --jobserver and --device');
-        pool = {
-          spec: option.name === '--device' ? `fifo:${value}` : value,
-          option: `${option.name} ${value}`,
-        };
-        break;
-      case '--tokens':
-        if (!/^\d+$/.test(value) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) {
-          throw new UsageError(`--tokens needs a positive integer, got '${value}'`);
-        }
-        tokens = Number(value);
-        break;
-      case '--style':
-        if (value !== 'fifo' && value !== 'pipe' && value !== 'auto') {
-          throw new UsageError(`--style is fifo, pipe or auto, got '${value}'`);
-        }
-        style = value;
-        break;
-      case '--fallback':
-        if (value !== 'run') throw new UsageError(`--fallback takes 'run', got '${value}'`);
-        fallback = true;
-        break;
-      case '--control':
-        control = value;
-        break;
-    }
-    i += used;
-  }
-  const [command, ...args] = argv.slice(i);
-  if (command === undefined) throw new UsageError(`no command given\n${STEVE_JOB_USAGE}`);
-  return { pool, tokens, noWait, style, fallback, control, verbose, command, args };
+export function parseSteveJobArgs(argv: readonly string[]): SteveJobOptions {
+  const parsed = explainUnknownOptions(argv, `CMD's own options go after it: ${CMD_AFTER}`, () =>
+    command('steve-job', import.meta.url, argv, {
+      'halt-at-non-option': true,
+      'populate--': true,
+      'boolean-negation': false, // --no-wait is an option of its own
+      'camel-case-expansion': false,
+    })
+      .usage(STEVE_JOB_USAGE)
+      .epilog(STEVE_JOB_EPILOG)
+      .option('jobserver', {
+        type: 'string',
+        requiresArg: true,
+        describe: 'the pool: fifo:PATH, R,W (inherited descriptors) or a PATH',
+      })
+      .option('device', {
+        type: 'string',
+        requiresArg: true,
+        describe: "the pool's device or file (same as --jobserver fifo:PATH)",
+      })
+      .conflicts('jobserver', 'device')
+      .option('tokens', {
+        ...count('--tokens', { min: 1 }),
+        default: 1,
+        describe:
+          "tokens to hold while CMD runs (1: CMD's own slot; in a pool inherited from MAKEFLAGS the first is the slot the parent holds for this job, so N-1 are taken); more than the pool has is an error",
+      })
+      .option('no-wait', {
+        type: 'boolean',
+        default: false,
+        describe: `exit ${ExitCode.noTokenFree} at once when the tokens are not free now`,
+      })
+      .option('style', {
+        choices: ['fifo', 'pipe', 'auto'] as const,
+        default: 'auto' as const,
+        describe:
+          'how CMD gets the pool: fifo (make >= 4.4, cargo, ninja), pipe (an inherited descriptor, make < 4.4), auto (pipe for GNU make older than 4.4)',
+      })
+      .option('fallback', {
+        choices: ['run'] as const,
+        describe: 'with no pool reachable, run CMD without a token (and say so)',
+      })
+      .option('control', {
+        type: 'string',
+        requiresArg: true,
+        describe: `the daemon's control socket (default $STEVE_CONTROL, else ${DEFAULT_CONTROL_SOCKET_PATH})`,
+      })
+      .option('verbose', {
+        alias: 'v',
+        type: 'boolean',
+        default: false,
+        describe: 'say which pool and how many tokens',
+      })
+      .parseSync(),
+  );
+  const rest = [...parsed._.map(String), ...((parsed['--'] as string[] | undefined) ?? [])];
+  const [commandName, ...args] = rest;
+  if (commandName === undefined) throw new UsageError(`no command given (${CMD_AFTER})`);
+  const pool =
+    parsed.device !== undefined
+      ? { spec: `fifo:${parsed.device}`, option: `--device ${parsed.device}` }
+      : parsed.jobserver !== undefined
+        ? { spec: parsed.jobserver, option: `--jobserver ${parsed.jobserver}` }
+        : undefined;
+  return {
+    pool,
+    tokens: parsed.tokens,
+    noWait: parsed['no-wait'],
+    style: parsed.style,
+    fallback: parsed.fallback === 'run',
+    control: parsed.control,
+    verbose: parsed.verbose,
+    command: commandName,
+    args,
+  };
 }
+
+const CMD_AFTER = 'steve-job [OPTIONS] -- CMD ARGS…';
 
 /**
  * The `-jN` a GNU make command line carries, if any; 0 for a bare `-j`
@@ -252,15 +260,10 @@ export async function steveJob(
 export async function steveJobResult(
   argv: readonly string[],
   stderr: (text: string) => void = (text) => process.stderr.write(text),
-  stdout: (text: string) => void = (text) => process.stdout.write(text),
+  _stdout: (text: string) => void = (text) => process.stdout.write(text),
 ): Promise<RunWithTokenResult> {
   const exited = (status: number): RunWithTokenResult => ({ status, signal: null });
-  const parsed = parseSteveJobArgs(argv);
-  if (parsed === 'help') {
-    stdout(`${STEVE_JOB_USAGE}\n`);
-    return exited(0);
-  }
-  const options = parsed;
+  const options = parseSteveJobArgs(argv);
   const say = (text: string): void => stderr(`steve-job: ${text}\n`);
   const makeJobs = makeCommandLineJobs(options.command, options.args);
   if (makeJobs !== null) say(makeJobsWarning(makeJobs));
@@ -275,6 +278,12 @@ export async function steveJobResult(
   }
   const { inherited } = opened;
   let { jobserver, from } = opened;
+  const tooMany = await moreThanThePool(options, jobserver.path, inherited);
+  if (tooMany !== null) {
+    jobserver.close();
+    say(tooMany);
+    return exited(USAGE_EXIT_CODE);
+  }
   // ninja takes only a real fifo: a private one of the daemon, whose tokens
   // come back when ninja ends (however it ends).
   let lease: PrivateFifoLease | null = null;
@@ -344,6 +353,70 @@ export async function steveJobResult(
     jobserver.close();
     lease?.close();
   }
+}
+
+/** The size of the pool at a path, and who said so. */
+export interface PoolSize {
+  readonly jobs: number;
+  /** The daemon's per-process cap (steve-job reads every token itself), or null. */
+  readonly perProcessLimit: number | null;
+  readonly from: string;
+}
+
+/**
+ * How many tokens the pool at `path` has, when something can tell: the
+ * daemon's control socket (when the daemon serves `path`), else the FUSE
+ * front's `status` file beside a `…/jobserver` file (its first line is
+ * `jobs N  capacity …`). Null for a pool nobody describes: a plain make
+ * jobserver (a kernel fifo or inherited descriptors) has no size to ask.
+ */
+export async function poolSizeAt(path: string, controlPath: string): Promise<PoolSize | null> {
+  const answer = await readStatus(controlPath, 1_000);
+  if ('status' in answer) {
+    const real = await realpath(path).catch(() => path);
+    const served = await Promise.all(
+      answer.status.fronts.map(async (front) => realpath(front.path).catch(() => front.path)),
+    );
+    if (served.includes(real)) {
+      return {
+        jobs: answer.status.settings.jobs,
+        perProcessLimit: answer.status.settings.perProcessLimit,
+        from: `the daemon at ${controlPath}`,
+      };
+    }
+  }
+  if (basename(path) === FUSE_JOBSERVER_FILE && !isFifo(path)) {
+    const statusFile = join(dirname(path), FUSE_STATUS_FILE);
+    const text = await readFile(statusFile, 'utf8').catch(() => '');
+    const jobs = /^jobs (\d+) /.exec(text)?.[1];
+    if (jobs !== undefined) return { jobs: Number(jobs), perProcessLimit: null, from: statusFile };
+  }
+  return null;
+}
+
+/**
+ * Why `--tokens N` can never be granted by the pool at `path`, or null
+ * when it can (or when the pool's size is unknown: then N is taken as
+ * asked, as make does). Waiting for more tokens than the pool has would
+ * hold the whole pool back from everyone, forever.
+ */
+async function moreThanThePool(
+  options: SteveJobOptions,
+  path: string,
+  inherited: boolean,
+): Promise<string | null> {
+  if (options.tokens <= 1) return null;
+  const size = await poolSizeAt(path, controlSocketPath(options.control, process.env));
+  if (size === null) return null;
+  if (options.tokens > size.jobs) {
+    return `--tokens ${options.tokens} is more than the pool has (${size.jobs} tokens at ${path}, said ${size.from}): it would wait forever; ask for at most ${size.jobs}, or grow the pool (stevie set jobs ${options.tokens})`;
+  }
+  // steve-job reads them all itself (in an inherited pool the first is the parent's).
+  const toRead = inherited ? options.tokens - 1 : options.tokens;
+  if (size.perProcessLimit !== null && toRead > size.perProcessLimit) {
+    return `--tokens ${options.tokens} is more than one process may hold (per-process limit ${size.perProcessLimit} at ${path}, said ${size.from}): it would wait forever; ask for at most ${size.perProcessLimit + (inherited ? 1 : 0)}`;
+  }
+  return null;
 }
 
 /** Whether `path` is a named pipe (false when it cannot be looked at). */

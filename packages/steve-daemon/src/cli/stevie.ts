@@ -179,15 +179,26 @@ const DESCRIPTION = `Watch and steer a running steve-daemon, or run a command ho
 The socket: --control PATH, else $STEVE_CONTROL, else ${DEFAULT_CONTROL_SOCKET_PATH}.
 Settings (get/set): ${SETTING_CLI_NAMES.join(', ')}.`;
 
-/** A subcommand takes no words beyond its own. */
-function nothingAfter(argv: { _: (string | number)[] }): true {
+/** A subcommand takes no words beyond its own, not even after `--`. */
+function nothingAfter(argv: { _: (string | number)[]; '--'?: (string | number)[] }): true {
   const [name, ...extra] = argv._.map(String);
+  extra.push(...(argv['--'] ?? []).map(String));
   if (extra.length > 0)
     throw new UsageError(`unexpected '${extra.join(' ')}' after 'stevie ${name ?? ''}'`);
   return true;
 }
 
-const noHalt = { 'parse-numbers': false, 'parse-positional-numbers': false, 'populate--': true };
+/**
+ * One parser configuration for every level (yargs replaces it, does not
+ * merge): values as typed, words after `--` kept apart, and no camelCase
+ * copies of option names (an unknown `--get-foo` is reported once, as typed).
+ */
+const noHalt = {
+  'parse-numbers': false,
+  'parse-positional-numbers': false,
+  'populate--': true,
+  'camel-case-expansion': false,
+};
 
 function stevieYargs(argv: readonly string[], onAction: (action: StevieAction) => void): Argv {
   const json = (y: Argv) =>
@@ -271,10 +282,14 @@ function stevieYargs(argv: readonly string[], onAction: (action: StevieAction) =
       () => onAction({ kind: 'metrics' }),
     )
     .command(
-      'help',
-      'this help',
-      (b) => b.parserConfiguration(noHalt).check(nothingAfter),
-      () => onAction({ kind: 'help', text: '' }),
+      'help [command]',
+      "this help, or a command's (stevie help set)",
+      (b) =>
+        b
+          .parserConfiguration(noHalt)
+          .check(nothingAfter)
+          .positional('command', { type: 'string', describe: SUBCOMMANDS.join(', ') }),
+      (a) => onAction({ kind: 'help', text: a.command === undefined ? '' : String(a.command) }),
     );
   for (const [flag, setting] of Object.entries(STEVE_FLAGS)) {
     y = y
@@ -291,6 +306,23 @@ function stevieYargs(argv: readonly string[], onAction: (action: StevieAction) =
       });
   }
   return y;
+}
+
+/** stevie's help, or that of its command `name` (`stevie help set`). */
+async function helpText(name: string): Promise<string> {
+  if (name === '') return stevieYargs([], () => undefined).getHelp();
+  if (!(SUBCOMMANDS as readonly string[]).includes(name))
+    throw new UsageError(`no command '${name}' to help with (${SUBCOMMANDS.join(', ')})`);
+  const y = stevieYargs([], () => undefined).parserConfiguration(noHalt);
+  // With a callback yargs hands the help over instead of printing it and exiting.
+  return new Promise((resolve, reject) => {
+    void y.parse(
+      [name, '--help'],
+      {},
+      (error: Error | undefined, _argv: unknown, output: string) =>
+        error ? reject(error) : resolve(output),
+    );
+  });
 }
 
 /** Where in argv a flag first appears (steve's flags act in the order given). */
@@ -381,7 +413,7 @@ export async function parseStevieArgs(argv: readonly string[]): Promise<StevieAr
     const chosen = action as StevieAction | null;
     if (chosen === null) throw new UsageError(`cannot read '${argv.join(' ')}'`);
     if (chosen.kind === 'help')
-      return { control, action: { kind: 'help', text: await y.getHelp() } };
+      return { control, action: { kind: 'help', text: await helpText(chosen.text) } };
     return { control: parsed.control as string | undefined, action: chosen };
   }
   const flags = steveFlagsOf(prefix, argv);

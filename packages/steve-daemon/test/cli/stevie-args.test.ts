@@ -33,6 +33,28 @@ describe('stevie command line', () => {
     expect(await usageError(['--bogus'])).toMatch(/Unknown argument: bogus/);
     expect(await usageError(['get', 'jobs', 'extra'])).toMatch(/Unknown command: extra/);
     expect(await usageError([])).toMatch(/say what to do/);
+    // Quoted once, as typed (no camelCase copy from yargs).
+    expect(await usageError(['--get-memory-pressure'])).toBe(
+      'Unknown argument: get-memory-pressure',
+    );
+    expect(await usageError(['status', '--bogus-flag'])).toBe('Unknown argument: bogus-flag');
+    // Words after `--` are not a way around "takes nothing more".
+    expect(await usageError(['get', 'jobs', '--', 'x'])).toBe("unexpected 'x' after 'stevie get'");
+    expect(await usageError(['help', 'stauts'])).toMatch(/^no command 'stauts' to help with/);
+  });
+
+  it("help NAME prints that command's help", async () => {
+    // (`stevie help` alone is yargs's --help: see the bin tests below.)
+    const help = async (argv: string[]): Promise<string> => {
+      const { action } = await parseStevieArgs(argv);
+      expect(action.kind).toBe('help');
+      return (action as { text: string }).text;
+    };
+    const set = await help(['help', 'set']);
+    expect(set).toMatch(/^stevie set <name> <value>/);
+    expect(set).toContain('load-average');
+    expect(set).not.toContain('stevie status');
+    expect(await help(['help', 'status'])).toMatch(/^stevie status\n[^]*--json/);
   });
 
   it('quotes what the user typed', async () => {
@@ -133,6 +155,14 @@ describe('bin/stevie.js (built)', () => {
     expect(run('set', '--help')).toMatchObject({
       status: 0,
       stdout: expect.stringContaining('load-average'),
+    });
+    const help = run('help');
+    expect(help.status).toBe(0);
+    for (const name of ['status', 'top', 'get', 'set', 'events', 'metrics'])
+      expect(help.stdout).toContain(`stevie ${name}`);
+    expect(run('help', 'get')).toMatchObject({
+      status: 0,
+      stdout: expect.stringMatching(/^stevie get \[name\]\n/),
     });
   });
 
