@@ -88,7 +88,10 @@ describe('against the steve-daemon FUSE front', () => {
     token.release();
     await waitFor('the child to get the token', () => waiter.stdout.includes('held 2 explicit 1'));
     const pid = waiter.child.pid as number;
-    expect(steve.log.some((line) => line.startsWith(`reserve -> pid ${pid} `))).toBe(true);
+    // The record may reach this process's pipe a little after the child's output.
+    await waitFor('the reserve record', () =>
+      steve.log.some((line) => line.startsWith(`reserve -> pid ${pid} `)),
+    );
     expect(steve.out()).toBe(1);
   });
 
