@@ -24,7 +24,7 @@ export function waitFor<T>(
   return sharedWaitFor(what, check, deadlineMs);
 }
 
-export { maxConcurrency } from '@steve/test-support';
+export { isAlive, maxConcurrency } from '@steve/test-support';
 
 const tempDirs: string[] = [];
 
@@ -101,15 +101,6 @@ export function killPid(pid: number): void {
     process.kill(pid, 'SIGKILL');
   } catch {
     // already gone
-  }
-}
-
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -227,6 +227,33 @@ export function formatPrintEnv(
 }
 
 /**
+ * The pool emerge's jobs will use, with its size when the daemon says it.
+ *
+ * Errors: NoPoolError; UsageError for a pool that is not fifo-style (Portage
+ * takes only `fifo:PATH`).
+ */
+async function portagePool(
+  options: EmergeShimOptions,
+  env: NodeJS.ProcessEnv,
+): Promise<FoundPool & { path: string }> {
+  const pool = await findPool({
+    explicit:
+      options.jobserver === undefined
+        ? undefined
+        : { spec: options.jobserver, option: `--jobserver ${options.jobserver}` },
+    env,
+    controlPath: controlSocketPath(options.control, env),
+    wantJobs: true,
+  });
+  if (pool.auth.kind !== 'fifo') {
+    throw new UsageError(
+      `Portage takes only a fifo-style jobserver (fifo:PATH), not ${formatJobserverAuth(pool.auth)}`,
+    );
+  }
+  return { ...pool, path: pool.auth.path };
+}
+
+/**
  * The `--print-make-conf` text. It needs neither a running daemon nor
  * emerge: without a daemon the pool is where the daemon will serve it (the
  * default device, or the default FUSE file on a kernel without CUSE), and
@@ -245,21 +272,8 @@ async function makeConfFor(
   let poolPath: string;
   let poolJobs: number | null = null;
   try {
-    const pool = await findPool({
-      explicit:
-        options.jobserver === undefined
-          ? undefined
-          : { spec: options.jobserver, option: `--jobserver ${options.jobserver}` },
-      env,
-      controlPath: controlSocketPath(options.control, env),
-      wantJobs: true,
-    });
-    if (pool.auth.kind !== 'fifo') {
-      throw new UsageError(
-        `Portage takes only a fifo-style jobserver (fifo:PATH), not ${formatJobserverAuth(pool.auth)}`,
-      );
-    }
-    poolPath = pool.auth.path;
+    const pool = await portagePool(options, env);
+    poolPath = pool.path;
     poolJobs = pool.jobs;
   } catch (error) {
     if (!(error instanceof NoPoolError) || options.jobserver !== undefined) throw error;
@@ -321,24 +335,11 @@ async function prepare(
       `warning: cannot read a Portage version from \`${options.emerge} --version\` (${JSON.stringify(output.slice(0, 200))}): treating it as older than ${FIRST_JOBSERVER_PORTAGE}`,
     );
   }
-  const pool = await findPool({
-    explicit:
-      options.jobserver === undefined
-        ? undefined
-        : { spec: options.jobserver, option: `--jobserver ${options.jobserver}` },
-    env,
-    controlPath: controlSocketPath(options.control, env),
-    wantJobs: true,
-  });
-  if (pool.auth.kind !== 'fifo') {
-    throw new UsageError(
-      `Portage takes only a fifo-style jobserver (fifo:PATH), not ${formatJobserverAuth(pool.auth)}`,
-    );
-  }
+  const pool = await portagePool(options, env);
   const makeopts = effectiveMakeopts(env);
   const plan = planEmerge({
     version,
-    poolPath: pool.auth.path,
+    poolPath: pool.path,
     poolJobs: pool.jobs,
     makeopts,
     features: env.FEATURES,
@@ -350,7 +351,7 @@ async function prepare(
     return 0;
   }
   say(
-    `${describeSupport(plan, version)}; pool ${pool.auth.path}${pool.jobs === null ? '' : ` (${pool.jobs} jobs)`}`,
+    `${describeSupport(plan, version)}; pool ${pool.path}${pool.jobs === null ? '' : ` (${pool.jobs} jobs)`}`,
   );
   // Holding no token (3.0.74/3.0.75): the implicit slot stands in and nothing is read, so
   // nothing waits either: the pure-JS wait, because creating the native poller probes the
