@@ -12,9 +12,12 @@ export COREPACK_INTEGRITY_KEYS=0
 
 # Debian packages the build and the tests use (checked with dpkg, installed when
 # missing). qemu-system-x86 for the CUSE check in a VM is installed by its own
-# script (e2e/cuse-vm/run.sh), with the kernel it boots.
+# script (e2e/cuse-vm/run.sh), with the kernel it boots. Real Portage (run from
+# the test peers' sources by emerge-shim's tests) needs git, xz-utils, and for
+# its test harness gnupg, bzip2 and zstd.
 DEBIAN_PACKAGES=(make g++ python3 pkg-config libfuse3-dev fuse3 tmux cargo librust-jobserver-dev
-  python3-pytest python3-pytest-xdist python3-pip python3-setuptools python3-wheel)
+  python3-pytest python3-pytest-xdist python3-pip python3-setuptools python3-wheel
+  git xz-utils gnupg bzip2 zstd)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

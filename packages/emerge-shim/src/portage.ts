@@ -3,8 +3,9 @@
  * version's jobserver support, the environment, emerge's arguments, the
  * make.conf lines.
  *
- * Portage facts this relies on (Portage's own sources; not verified here,
- * Portage is not on Debian):
+ * Portage facts this relies on (from Portage's sources; checked with real
+ * emerge 3.0.73, 3.0.76 and 3.0.82 in test/real-portage-emerge.test.ts,
+ * except 3.0.74/3.0.75, which the tests do not have):
  * - >= 3.0.74 has `FEATURES=jobserver-token`: the scheduler parses
  *   `MAKEFLAGS` for `--jobserver-auth=fifo:PATH` (fifo style only),
  *   opens it O_RDWR|O_NONBLOCK and takes one token for every build job it
@@ -14,7 +15,8 @@
  *   assumes its parent already holds a token for it and uses it for its
  *   first job (the implicit slot).
  * - emake unsets MAKEOPTS when MAKEFLAGS is set (a `-jN` would reset make's
- *   jobserver mode), so a `-l` limit must travel in MAKEFLAGS.
+ *   jobserver mode), so a `-l` limit must travel in MAKEFLAGS. Every release
+ *   tested here does it, 3.0.73 included.
  */
 
 import { EMPTY_MAKEFLAGS, formatMakeflags, parseMakeflags } from '@steve/protocol';
@@ -148,18 +150,11 @@ export function planEmerge(input: PlanInput): EmergePlan {
   const warnings: string[] = [];
   const portage = input.version === null ? 'an unknown Portage' : `Portage ${input.version.text}`;
   let args = [...input.args];
-  const makeoptsJobs =
-    input.makeopts === undefined ? null : parseMakeflags(input.makeopts, '/').jobs;
 
   if (support === 'none') {
     warnings.push(
       `${portage} is older than ${FIRST_JOBSERVER_PORTAGE} (no FEATURES=${JOBSERVER_FEATURE}): emerge's jobs take no tokens, so each parallel job's first make job runs outside the pool; --jobs left as given`,
     );
-    if (makeoptsJobs !== null) {
-      warnings.push(
-        `MAKEOPTS has -j${makeoptsJobs === 'unlimited' ? '' : makeoptsJobs}: this Portage's emake passes it to make, which then ignores the pool ("-jN forced in submake: resetting jobserver mode"); drop -jN from MAKEOPTS (keep -l) or upgrade Portage`,
-      );
-    }
     return { support, env, args, tokens: 1, warnings };
   }
 
@@ -202,8 +197,6 @@ export function makeConfLines(input: {
 }): string {
   const support = portageSupport(input.version);
   const makeflags = emergeMakeflags(input.poolPath, input.makeopts).trim();
-  const load =
-    input.makeopts === undefined ? null : parseMakeflags(input.makeopts, '/').loadAverage;
   const lines = [
     `# steve: every emerge job and every make under it take tokens from ${input.poolPath}`,
     `# (printed by emerge-shim --print-make-conf for ${input.version === null ? 'an unknown Portage' : `Portage ${input.version.text}`})`,
@@ -216,8 +209,7 @@ export function makeConfLines(input: {
     lines.push(
       `# Portage older than ${FIRST_JOBSERVER_PORTAGE} has no FEATURES=${JOBSERVER_FEATURE}: each parallel`,
       "# emerge job's first make job runs outside the pool. Upgrade Portage for full sharing.",
-      '# MAKEOPTS: no -jN (make would ignore the pool); a load limit goes in MAKEFLAGS above.',
-      `MAKEOPTS="${load === null || load === 'none' ? '' : `-l${load}`}"`,
+      '# MAKEOPTS: emake ignores it once MAKEFLAGS is set; keep -l in MAKEFLAGS above, no -jN anywhere.',
     );
     return `${lines.join('\n')}\n`;
   }
