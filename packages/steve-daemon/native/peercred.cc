@@ -1,7 +1,12 @@
-// peerCredentials: SO_PEERCRED of a connected unix socket, i.e. who is on
-// the other end of the control socket (pid, uid, gid as of connect()).
+// peerCredentials: SO_PEERCRED and SO_PEERGROUPS of a connected unix socket,
+// i.e. who is on the other end of the control socket: pid, uid, gid and the
+// supplementary groups, all as of connect(). The groups come from the kernel
+// (Linux >= 4.13), not from /proc/<pid>/status later, where a reused pid
+// would answer for another process.
 #include <sys/socket.h>
 #include <sys/types.h>
+
+#include <vector>
 
 #include "addon.h"
 #include "common.h"
@@ -21,6 +26,20 @@ Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
   result.Set("pid", Napi::Number::New(env, cred.pid));
   result.Set("uid", Napi::Number::New(env, cred.uid));
   result.Set("gid", Napi::Number::New(env, cred.gid));
+  std::vector<gid_t> groups(64);
+  socklen_t groupsLength = groups.size() * sizeof(gid_t);
+  int status = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &groupsLength);
+  if (status != 0 && errno == ERANGE) {
+    // groupsLength now says how much room the groups need.
+    groups.resize(groupsLength / sizeof(gid_t) + 1);
+    groupsLength = groups.size() * sizeof(gid_t);
+    status = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &groupsLength);
+  }
+  if (status != 0) throw SystemError(env, errno, "getsockopt(SO_PEERGROUPS)");
+  Napi::Array list = Napi::Array::New(env);
+  for (size_t i = 0; i < groupsLength / sizeof(gid_t); i += 1)
+    list.Set(static_cast<uint32_t>(i), Napi::Number::New(env, groups[i]));
+  result.Set("groups", list);
   return result;
 }
 

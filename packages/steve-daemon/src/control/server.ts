@@ -2,12 +2,13 @@
  * The control socket: newline-delimited JSON on a unix socket. Reads
  * (status, get, subscribe, metrics) for anyone who can open the socket;
  * changes (set) for root, the daemon's user or the configured group, checked
- * with SO_PEERCRED; private fifos (`private-fifo`) for whoever may use the
+ * with SO_PEERCRED and SO_PEERGROUPS as of connect() (never by the peer's pid
+ * later, which may be reused); private fifos (`private-fifo`) for whoever may use the
  * jobserver file itself, each living as long as its connection (and the
  * command it names). Bad input gets an error reply and never touches the pool.
  */
 
-import { readFileSync, statSync, unlinkSync, chmodSync, mkdirSync } from 'node:fs';
+import { statSync, unlinkSync, chmodSync, mkdirSync } from 'node:fs';
 import { type Server, type Socket, createConnection, createServer } from 'node:net';
 import { dirname } from 'node:path';
 import {
@@ -35,7 +36,7 @@ export interface ControlServerOptions {
   readonly fronts: () => ReadonlyArray<{ kind: string; path: string }>;
   /** Members of this group may change settings too. */
   readonly adminGid: number | null;
-  readonly peerCredentials: (fd: number) => { pid: number; uid: number; gid: number };
+  readonly peerCredentials: (fd: number) => PeerCredentials;
   readonly log: (line: string) => void;
   readonly maxConnections?: number;
   readonly now: () => number;
@@ -56,14 +57,16 @@ export interface ControlServer {
   close(): Promise<void>;
 }
 
-/** The supplementary groups of a process (SO_PEERCRED has only its primary gid). */
-function groupsOf(pid: number): number[] {
-  try {
-    const match = /^Groups:\s*(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return (match?.[1] ?? '').split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
+/** Who is on the other end, as of connect(): SO_PEERCRED plus SO_PEERGROUPS. */
+export interface PeerCredentials {
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly groups: readonly number[];
+}
+
+function inGroup(credentials: PeerCredentials, gid: number | null): boolean {
+  return gid !== null && (credentials.gid === gid || credentials.groups.includes(gid));
 }
 
 function socketFd(socket: Socket): number | null {
@@ -152,23 +155,17 @@ export async function startControlServer(options: ControlServerOptions): Promise
     }
   });
 
-  const mayChange = (credentials: { pid: number; uid: number; gid: number } | null): boolean => {
+  const mayChange = (credentials: PeerCredentials | null): boolean => {
     if (credentials === null) return false;
     if (credentials.uid === 0 || credentials.uid === process.getuid?.()) return true;
-    const gid = options.adminGid;
-    return gid !== null && (credentials.gid === gid || groupsOf(credentials.pid).includes(gid));
+    return inGroup(credentials, options.adminGid);
   };
 
-  const mayUsePool = (credentials: { pid: number; uid: number; gid: number }): boolean => {
+  const mayUsePool = (credentials: PeerCredentials): boolean => {
     const access = options.poolAccess ?? { mode: 0o666, gid: null };
     if ((access.mode & 0o006) === 0o006) return true;
     if (credentials.uid === 0 || credentials.uid === process.getuid?.()) return true;
-    const gid = access.gid;
-    return (
-      (access.mode & 0o060) === 0o060 &&
-      gid !== null &&
-      (credentials.gid === gid || groupsOf(credentials.pid).includes(gid))
-    );
+    return (access.mode & 0o060) === 0o060 && inGroup(credentials, access.gid);
   };
 
   /** Each connection's private fifo (it ends when the connection closes). */
@@ -180,7 +177,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
   const createPrivateFifo = async (
     tag: { id?: RequestTag },
     socket: Socket,
-    credentials: { pid: number; uid: number; gid: number } | null,
+    credentials: PeerCredentials | null,
   ): Promise<ControlReply> => {
     const fifos = options.privateFifos ?? null;
     if (fifos === null)
@@ -238,7 +235,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
   const handle = (
     request: ControlRequest,
     socket: Socket,
-    credentials: { pid: number; uid: number; gid: number } | null,
+    credentials: PeerCredentials | null,
   ): ControlReply | Promise<ControlReply> => {
     const tag: { id?: RequestTag } = request.id === undefined ? {} : { id: request.id };
     switch (request.type) {
@@ -325,7 +322,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
       return;
     }
     sockets.add(socket);
-    let credentials: { pid: number; uid: number; gid: number } | null = null;
+    let credentials: PeerCredentials | null = null;
     const fd = socketFd(socket);
     if (fd !== null) {
       try {

@@ -175,6 +175,8 @@ export interface PeerCredentials {
   pid: number;
   uid: number;
   gid: number;
+  /** Supplementary groups as of connect() (SO_PEERGROUPS). */
+  groups: number[];
 }
 
 /** poll(2) bits as the platform defines them. */

@@ -1,7 +1,7 @@
 // The control socket for real: a unix socket in a temp dir, a real pool
 // server, real clients (including one running as another user).
-import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type Socket, createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -313,5 +313,136 @@ describe('control socket memory', () => {
     const client = await ControlClient.connect(socketPath);
     expect(await client.request({ type: 'get', setting: 'jobs' })).toEqual({ jobs: 4 });
     client.close();
+  });
+});
+
+describe('authorisation by the groups a peer had at connect()', () => {
+  const ADMIN_GID = 100; // any group nobody (65534) is not in
+
+  /** Writes ns_last_pid so that the next process forked gets `pid` (unless another fork comes first). */
+  function spawnWithPid(pid: number, argv: string[]) {
+    writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
+    return spawn(argv[0] as string, argv.slice(1), { stdio: 'ignore' });
+  }
+
+  it('a member of the group (a supplementary group, as of connect) may change', async () => {
+    const adminControl = await startControlServer({
+      path: join(dir, 'admin.sock'),
+      pool,
+      fronts: () => [],
+      adminGid: ADMIN_GID,
+      peerCredentials,
+      log: () => {},
+      now: realNow,
+    });
+    try {
+      const script = `
+        const s = require('net').createConnection(${JSON.stringify(join(dir, 'admin.sock'))});
+        s.setEncoding('utf8');
+        s.on('data', (d) => { process.stdout.write(d); s.end(); });
+        s.write('{"id":1,"type":"set","changes":{"jobs":3}}\\n');`;
+      const member = spawn(
+        'setpriv',
+        [
+          '--reuid=65534',
+          '--regid=65534',
+          `--groups=${ADMIN_GID}`,
+          '--',
+          process.execPath,
+          '-e',
+          script,
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      let out = '';
+      member.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+      await new Promise((resolve) => member.on('exit', resolve));
+      expect(JSON.parse(out.trim())).toMatchObject({ id: 1, ok: true, result: { jobs: 3 } });
+      expect(pool.snapshot().config.jobs).toBe(3);
+    } finally {
+      await adminControl.close();
+    }
+  });
+
+  it('a connection passed on by a process outside the group stays refused when its pid is reused by a group member', async () => {
+    const adminControl = await startControlServer({
+      path: join(dir, 'admin.sock'),
+      pool,
+      fronts: () => [],
+      adminGid: ADMIN_GID,
+      peerCredentials,
+      log: () => {},
+      now: realNow,
+    });
+    const started: ChildProcess[] = [];
+    try {
+      // The peer (pid A, uid nobody, no groups) connects, forks a child that
+      // keeps the connection, and exits; then a member of the admin group is
+      // started as pid A; then the child asks for a change.
+      const script = `
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+# Wait until the server has accepted (and taken SO_PEERCRED) before leaving.
+s.sendall(b'{"id":0,"type":"get","setting":"jobs"}\\n')
+answer = b''
+while not answer.endswith(b"\\n"):
+    answer += s.recv(4096)
+child = os.fork()
+if child:
+    print(os.getpid(), child, flush=True)
+    os._exit(0)
+sys.stdin.readline()
+s.sendall(b'{"id":1,"type":"set","changes":{"jobs":1}}\\n')
+print(s.recv(4096).decode().strip(), flush=True)
+`;
+      let reply: string | null = null;
+      for (let attempt = 0; attempt < 10 && reply === null; attempt += 1) {
+        const attacker = spawn('/usr/bin/python3', ['-c', script, join(dir, 'admin.sock')], {
+          uid: 65534,
+          gid: 65534,
+          stdio: ['pipe', 'pipe', 'inherit'],
+        });
+        started.push(attacker);
+        let out = '';
+        attacker.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+        await new Promise((resolve) => attacker.on('exit', resolve));
+        const [peerPid, keeperPid] = (out.trim().split('\n')[0] ?? '').split(' ').map(Number) as [
+          number,
+          number,
+        ];
+        expect(peerPid).toBeGreaterThan(1);
+        const member = spawnWithPid(peerPid, [
+          'setpriv',
+          '--reuid=65534',
+          '--regid=65534',
+          `--groups=${ADMIN_GID}`,
+          '--',
+          'sleep',
+          '30',
+        ]);
+        started.push(member);
+        if (member.pid !== peerPid) {
+          process.kill(keeperPid, 'SIGKILL'); // another process took the pid: try again
+          continue;
+        }
+        await waitFor('the group member running as the reused pid', () =>
+          /^Groups:\s*100\s*$/m.test(readFileSync(`/proc/${peerPid}/status`, 'utf8')),
+        );
+        attacker.stdin.write('\n');
+        await waitFor('the reply to set', () => out.split('\n').filter(Boolean).length >= 2);
+        reply = out.trim().split('\n')[1] ?? null;
+      }
+      expect(reply, 'could not reuse the peer pid in 10 attempts').not.toBeNull();
+      expect(JSON.parse(reply ?? '{}')).toMatchObject({
+        id: 1,
+        ok: false,
+        error: { code: 'forbidden' },
+      });
+      expect(pool.snapshot().config.jobs).toBe(4);
+    } finally {
+      for (const child of started) child.kill('SIGKILL');
+      await adminControl.close();
+    }
   });
 });

@@ -1,6 +1,6 @@
 // watchPid (pidfd_open under the event loop) and peerCredentials
 // (SO_PEERCRED) against real processes.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -99,7 +99,7 @@ sys.stdin.read()`);
 });
 
 describe('peerCredentials', () => {
-  it("returns the connecting process's pid, uid and gid", async () => {
+  it("returns the connecting process's pid, uid, gid and supplementary groups", async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'steve-peercred-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const socketPath = path.join(dir, 'control.sock');
@@ -125,10 +125,14 @@ sys.stdin.read()`,
     await client.waitLine('connected');
     await waitFor(() => accepted.length === 1, 'the accepted connection');
     const socket = accepted[0] as net.Socket;
+    // The client is still connected and running: its /proc entry is the truth.
+    const status = readFileSync(`/proc/${client.child.pid}/status`, 'utf8');
+    const groups = (/^Groups:[ \t]*(.*)$/m.exec(status)?.[1] ?? '').split(/\s+/).filter(Boolean);
     expect(peerCredentials(socketFd(socket))).toEqual({
       pid: client.child.pid,
       uid: process.getuid?.(),
       gid: process.getgid?.(),
+      groups: groups.map(Number),
     });
   });
 
