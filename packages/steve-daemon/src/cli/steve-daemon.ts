@@ -51,7 +51,7 @@ export interface DaemonArgs {
   fuse: string | undefined;
   mode: string | undefined;
   group: string | undefined;
-  allowOther: boolean;
+  allowOther: boolean | undefined;
   fifo: string | undefined;
   fifoPrefetch: number;
   privateFifoDir: string | undefined;
@@ -122,7 +122,7 @@ export function parseDaemonArgs(argv: string[]): DaemonArgs {
     })
     .option('mode', {
       type: 'string',
-      describe: `permissions of the device or file, octal (default 0660 with group ${DEFAULT_GROUP}, else 0666)`,
+      describe: `permissions of the device or file, octal (default 0660 with group ${DEFAULT_GROUP}, else 0600: root and the daemon's user only; 0666 opens it to every user)`,
     })
     .option('group', {
       type: 'string',
@@ -153,8 +153,8 @@ export function parseDaemonArgs(argv: string[]): DaemonArgs {
     })
     .option('allow-other', {
       type: 'boolean',
-      default: true,
-      describe: 'FUSE: let other users open the mount',
+      describe:
+        'FUSE: let other users open the mount (default: on as root, or when /etc/fuse.conf has user_allow_other)',
     })
     .option('verbose', {
       alias: 'v',
@@ -216,16 +216,17 @@ export function configFromArgs(args: DaemonArgs): Partial<SchedulerConfig> & { j
 export function permissions(
   args: DaemonArgs,
   log: (line: string) => void,
+  groupId: (name: string) => number | null = lookupGroup,
 ): { mode: number; gid: number | null } {
   let gid: number | null = null;
   if (args.group !== undefined) {
-    gid = lookupGroup(args.group);
+    gid = groupId(args.group);
     if (gid === null)
       throw new UsageError(
         `no group '${args.group}' on this system; create it (groupadd ${args.group}) or pass another --group`,
       );
   } else {
-    gid = lookupGroup(DEFAULT_GROUP);
+    gid = groupId(DEFAULT_GROUP);
   }
   let mode: number;
   if (args.mode !== undefined) {
@@ -235,12 +236,42 @@ export function permissions(
   } else if (gid !== null) {
     mode = 0o660;
   } else {
-    mode = 0o666;
+    // Open to everyone, any local user could drain the pool (a denial of service).
+    mode = 0o600;
     log(
-      `steve-daemon: warning: no '${DEFAULT_GROUP}' group, so the jobserver is open to every user (mode 0666); create the group (groupadd ${DEFAULT_GROUP}) to restrict it`,
+      `steve-daemon: no '${DEFAULT_GROUP}' group: only root and the daemon's user may take tokens (mode 0600); create it (groupadd ${DEFAULT_GROUP}) and add the build users (portage too), or pass --mode 0666 to open the pool to every local user`,
     );
   }
   return { mode, gid };
+}
+
+/** The FUSE `allow_other` option: as asked, else on when the mount is allowed to have it. */
+export function fuseAllowOther(
+  asked: boolean | undefined,
+  uid: number,
+  fuseConf: string | null,
+  log: (line: string) => void,
+): boolean {
+  if (uid === 0) return asked ?? true;
+  // fusermount3 refuses allow_other to other users unless fuse.conf says user_allow_other.
+  const permitted = fuseConf !== null && /^\s*user_allow_other\s*$/m.test(fuseConf);
+  if (asked === true && !permitted)
+    throw new UsageError(
+      `--allow-other as uid ${uid} needs 'user_allow_other' in /etc/fuse.conf (fusermount3 refuses it otherwise); add that line, or run the daemon as root`,
+    );
+  if (asked === undefined && !permitted)
+    log(
+      `steve-daemon: not root and /etc/fuse.conf has no user_allow_other: only uid ${uid} can open the FUSE file (add user_allow_other to /etc/fuse.conf to share it with other users)`,
+    );
+  return asked ?? permitted;
+}
+
+function readFuseConf(): string | null {
+  try {
+    return readFileSync('/etc/fuse.conf', 'utf8');
+  } catch {
+    return null;
+  }
 }
 
 /** The line a user copies: where the pool is and the MAKEFLAGS to use. */
@@ -306,6 +337,7 @@ export async function main(argv: string[]): Promise<void> {
   let access: { mode: number; gid: number | null };
   let useCuse: boolean;
   let fuseDir: string | null;
+  let allowOther = false;
   let control: { socketPath: string; linkFromMount: string | null };
   let metricsListen: { host: string; port: number } | null;
   try {
@@ -314,6 +346,8 @@ export async function main(argv: string[]): Promise<void> {
     access = permissions(args, log);
     useCuse = args.cuse !== undefined || (args.fuse === undefined && cuseAvailable());
     fuseDir = args.fuse !== undefined || !useCuse ? resolve(args.fuse || DEFAULT_FUSE_DIR) : null;
+    if (fuseDir !== null)
+      allowOther = fuseAllowOther(args.allowOther, process.getuid?.() ?? 0, readFuseConf(), log);
     control = controlPlacement(
       args.control ?? process.env[CONTROL_SOCKET_ENV] ?? DEFAULT_CONTROL_SOCKET_PATH,
       fuseDir,
@@ -393,7 +427,7 @@ export async function main(argv: string[]): Promise<void> {
             dir: fuseDir,
             fileMode: access.mode,
             fileGid: access.gid,
-            allowOther: args.allowOther,
+            allowOther,
             debug: args.debug,
             onUnexpectedClose,
             ...(control.linkFromMount === null ? {} : { controlLink: control.linkFromMount }),
