@@ -245,7 +245,7 @@ describe('stopping the daemon however it was started', () => {
   it('SIGTERM during start-up stops cleanly (exit 0, no mount), and says why in timestamped lines', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'steve-early-'));
     const mountDir = join(dir, 'mnt');
-    // No 'jobserver' group here: the daemon warns before it starts any front.
+    // No 'jobserver' group here: the daemon says so before it starts any front.
     const daemon = spawn(
       process.execPath,
       [DAEMON_BIN, '-j', '2', '--fuse', mountDir, '--control', join(dir, 'c.sock')],
@@ -256,11 +256,11 @@ describe('stopping the daemon however it was started', () => {
     let stderr = '';
     daemon.stderr.setEncoding('utf8').on('data', (c: string) => {
       stderr += c;
-      if (c.includes('warning: no')) daemon.kill('SIGTERM');
+      if (c.includes("no 'jobserver' group")) daemon.kill('SIGTERM');
     });
     try {
       const code = await exitOf(daemon);
-      expect(stderr).toContain('warning: no');
+      expect(stderr).toContain("no 'jobserver' group");
       expect(code).toBe(0);
       expect(isMounted(mountDir)).toBe(false);
       expect(stderr).toMatch(/stopping.*SIGTERM/);

@@ -8,9 +8,19 @@
  * command it names). Bad input gets an error reply and never touches the pool.
  */
 
-import { statSync, unlinkSync, chmodSync, mkdirSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  renameSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+} from 'node:fs';
 import { type Server, type Socket, createConnection, createServer } from 'node:net';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   CONTROL_MAX_LINE_BYTES,
   type ControlReply,
@@ -401,14 +411,36 @@ export async function startControlServer(options: ControlServerOptions): Promise
 
   await clearStaleSocket(path);
   mkdirSync(dirname(path), { recursive: true });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => {
-      server.off('error', reject);
-      resolve();
+  // Bound, given its mode and group inside a directory only the daemon can
+  // write, then renamed into place: nobody can swap the path for a symlink
+  // between bind and chmod (rename replaces whatever is at `path` itself).
+  const staging = mkdtempSync(join(dirname(path), '.steve-control-'));
+  const staged = join(staging, 'control.sock');
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(staged, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
-  chmodSync(path, 0o666); // reads for anyone who can reach it; changes are checked per request
+    chmodSync(staged, 0o666); // reads for anyone who can reach it; changes are checked per request
+    if (options.adminGid !== null) chownSync(staged, -1, options.adminGid);
+    renameSync(staged, path);
+  } catch (error) {
+    server.close();
+    throw error;
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
+  const removeSocket = (): void => {
+    // libuv unlinks the name it bound (the staged one); the socket's real name is ours to remove.
+    try {
+      if (lstatSync(path).isSocket()) unlinkSync(path);
+    } catch {
+      // already gone
+    }
+  };
 
   return {
     path,
@@ -419,7 +451,10 @@ export async function startControlServer(options: ControlServerOptions): Promise
       new Promise<void>((resolve) => {
         unsubscribe();
         for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
+        server.close(() => {
+          removeSocket();
+          resolve();
+        });
       }),
   };
 }

@@ -26,10 +26,11 @@
 
 import { execFileSync } from 'node:child_process';
 import {
-  chmodSync,
-  chownSync,
   closeSync,
   constants as fsConstants,
+  fchmodSync,
+  fchownSync,
+  fstatSync,
   lstatSync,
   openSync,
   readSync,
@@ -76,7 +77,7 @@ export interface RunningFifoFront extends RunningFront {
 /** `--fifo-prefetch` when not given. */
 export const DEFAULT_FIFO_PREFETCH = 1;
 
-const { O_RDONLY, O_RDWR, O_WRONLY, O_NONBLOCK } = fsConstants;
+const { O_RDONLY, O_RDWR, O_WRONLY, O_NONBLOCK, O_NOFOLLOW } = fsConstants;
 const WATCHED =
   inotifyEvents.IN_OPEN |
   inotifyEvents.IN_CLOSE_WRITE |
@@ -98,12 +99,13 @@ export async function startFifoFront(
   if (!Number.isInteger(options.prefetch) || options.prefetch < 1)
     throw new RangeError(`--fifo-prefetch must be a whole number >= 1, got ${options.prefetch}`);
   const path = resolve(options.path);
-  const created = createFifo(path, options, log);
+  const { created, fd } = openFifo(path, options, log);
   let front: FifoFront;
   try {
     front = new FifoFront(
       server,
       path,
+      fd,
       options.prefetch,
       created,
       options.label ?? `fifo front ${path}`,
@@ -122,8 +124,18 @@ export async function startFifoFront(
   };
 }
 
-/** Make sure `path` is a fifo with the right permissions; true when it was created here. */
-function createFifo(path: string, options: FifoFrontOptions, log: (line: string) => void): boolean {
+/**
+ * Make sure `path` is a fifo with the right owner and mode, and open it
+ * (O_RDWR, never blocks on a fifo). Owner and mode are set on the open
+ * descriptor, opened with O_NOFOLLOW and checked to be a fifo: a path
+ * swapped for a symlink after the check is refused, never followed as root.
+ * `created` when the fifo was made here.
+ */
+function openFifo(
+  path: string,
+  options: FifoFrontOptions,
+  log: (line: string) => void,
+): { created: boolean; fd: number } {
   let created = false;
   try {
     const stat = lstatSync(path);
@@ -135,9 +147,7 @@ function createFifo(path: string, options: FifoFrontOptions, log: (line: string)
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     try {
-      execFileSync('mkfifo', ['-m', options.mode.toString(8), path], {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      });
+      execFileSync('mkfifo', ['-m', '600', path], { stdio: ['ignore', 'ignore', 'pipe'] });
     } catch (mkfifoError) {
       const stderr = (mkfifoError as { stderr?: Buffer }).stderr?.toString().trim();
       throw new Error(
@@ -146,12 +156,29 @@ function createFifo(path: string, options: FifoFrontOptions, log: (line: string)
     }
     created = true;
   }
+  let fd: number;
+  try {
+    fd = openSync(path, O_RDWR | O_NONBLOCK | O_NOFOLLOW);
+  } catch (error) {
+    if (created) unlinkSync(path);
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new Error(
+      code === 'ELOOP'
+        ? `${path} became a symlink while the fifo was being set up; refusing to follow it (is someone else writing in ${resolve(path, '..')}?)`
+        : `cannot open the fifo ${path}: ${(error as Error).message}`,
+    );
+  }
+  if (!fstatSync(fd).isFIFO()) {
+    closeSync(fd);
+    throw new Error(`${path} is no longer a fifo; refusing to serve it`);
+  }
   try {
     if (options.gid !== null || options.uid !== undefined)
-      chownSync(path, options.uid ?? process.getuid?.() ?? 0, options.gid ?? -1);
-    chmodSync(path, options.mode);
+      fchownSync(fd, options.uid ?? process.getuid?.() ?? 0, options.gid ?? -1);
+    fchmodSync(fd, options.mode);
   } catch (error) {
     if (created) {
+      closeSync(fd);
       unlinkSync(path);
       throw error;
     }
@@ -159,7 +186,7 @@ function createFifo(path: string, options: FifoFrontOptions, log: (line: string)
       `steve-daemon: warning: cannot set the permissions of the existing fifo ${path} (${(error as Error).message}); serving it as it is`,
     );
   }
-  return created;
+  return { created, fd };
 }
 
 /** One generation of the sub-pool: the synthetic open file the core accounts it by. */
@@ -188,6 +215,7 @@ class FifoFront implements FrontPort {
   constructor(
     server: PoolServer,
     private readonly path: string,
+    both: number,
     private readonly prefetch: number,
     private readonly created: boolean,
     private readonly label: string,
@@ -198,7 +226,6 @@ class FifoFront implements FrontPort {
     // O_RDWR never blocks on a fifo (Linux); reopening it write-only through
     // /proc leaves the daemon without a read end, so that POLLERR on it
     // means "no client left".
-    const both = openSync(path, O_RDWR | O_NONBLOCK);
     try {
       this.writeFd = openSync(`/proc/self/fd/${both}`, O_WRONLY | O_NONBLOCK);
     } finally {

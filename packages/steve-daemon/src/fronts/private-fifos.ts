@@ -100,7 +100,8 @@ export class PrivateFifos {
     const jobDir = mkdtempSync(join(this.options.dir, 'job-'));
     let front: RunningFifoFront;
     try {
-      chownSync(jobDir, requester.uid, requester.gid);
+      // The fifo is made and opened while its directory is still the
+      // daemon's alone; only then is the directory handed to the requester.
       front = await startFifoFront(
         this.server,
         {
@@ -114,6 +115,13 @@ export class PrivateFifos {
         this.options.log,
       );
     } catch (error) {
+      rmSync(jobDir, { recursive: true, force: true });
+      throw error;
+    }
+    try {
+      chownSync(jobDir, requester.uid, requester.gid);
+    } catch (error) {
+      front.close();
       rmSync(jobDir, { recursive: true, force: true });
       throw error;
     }

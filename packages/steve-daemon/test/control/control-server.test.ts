@@ -1,7 +1,15 @@
 // The control socket for real: a unix socket in a temp dir, a real pool
 // server, real clients (including one running as another user).
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  lstatSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { type Socket, createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -443,6 +451,35 @@ print(s.recv(4096).decode().strip(), flush=True)
     } finally {
       for (const child of started) child.kill('SIGKILL');
       await adminControl.close();
+    }
+  });
+});
+
+describe('the control socket file', () => {
+  it('is set up beside its final name and renamed into place: mode 0666, the group, no staging dir left, removed at close', async () => {
+    const placeDir = mkdtempSync(join(tmpdir(), 'steve-control-place-'));
+    try {
+      const placed = await startControlServer({
+        path: join(placeDir, 'control.sock'),
+        pool,
+        fronts: () => [],
+        adminGid: 100,
+        peerCredentials,
+        log: () => {},
+        now: realNow,
+      });
+      const stat = lstatSync(join(placeDir, 'control.sock'));
+      expect(stat.isSocket()).toBe(true);
+      expect(stat.mode & 0o777).toBe(0o666);
+      expect(stat.gid).toBe(100);
+      expect(readdirSync(placeDir)).toEqual(['control.sock']);
+      const client = await ControlClient.connect(join(placeDir, 'control.sock'));
+      expect(await client.request({ type: 'get', setting: 'jobs' })).toEqual({ jobs: 4 });
+      client.close();
+      await placed.close();
+      expect(readdirSync(placeDir)).toEqual([]);
+    } finally {
+      rmSync(placeDir, { recursive: true, force: true });
     }
   });
 });

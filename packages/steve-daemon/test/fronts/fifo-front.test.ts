@@ -32,6 +32,7 @@ import {
   watchPid,
 } from '../../src/native/addon.js';
 import { sampleProbes } from '../../src/probes/probes.js';
+import { symlinkSwapper } from '../symlink-swapper.js';
 
 const PYTHON = '/usr/bin/python3';
 
@@ -304,6 +305,31 @@ describe('fifo front', () => {
     );
     served.close();
     expect(statSync(theirs).isFIFO()).toBe(true);
+  });
+
+  it('a fifo swapped for a symlink while it is set up is refused, and what the link points to keeps its mode', async () => {
+    startServer(4);
+    const victim = path.join(dir, 'victim');
+    writeFileSync(victim, 'secret', { mode: 0o600 });
+    const swapper = symlinkSwapper(dir, 'jobserver.fifo', victim);
+    await swapper.ready;
+    const started = startFifoFront(
+      server,
+      { path: path.join(dir, 'jobserver.fifo'), prefetch: 1, mode: 0o666, gid: null },
+      () => {},
+    );
+    const outcome = await started.then(
+      (front) => {
+        front.close();
+        return 'served';
+      },
+      (error: Error) => error.message,
+    );
+    await swapper.swapped;
+    expect(statSync(victim).mode & 0o777).toBe(0o600);
+    expect(readFileSync(victim, 'utf8')).toBe('secret');
+    expect(outcome).toMatch(/became a symlink|no longer a fifo/);
+    swapper.kill();
   });
 
   it('refuses a path that exists and is not a fifo', async () => {
