@@ -2,15 +2,19 @@
 // group the daemon serves mode 0600 (root and its own user), and says so;
 // `--mode 0666` opens the pool to everyone when asked. (Before, the default
 // was 0666 with allow_other: any local user could drain the pool.)
-import { spawnSync } from 'node:child_process';
-import { chmodSync, statSync } from 'node:fs';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PYTHON, type RunningDaemon, startDaemon, waitFor } from './helpers/daemon.js';
+import { CLIENTS, PYTHON, type RunningDaemon, startDaemon, waitFor } from './helpers/daemon.js';
 
 const NOBODY = 65534;
 let daemon: RunningDaemon | null = null;
 
+const holders: ChildProcess[] = [];
+
 afterEach(async () => {
+  for (const holder of holders.splice(0)) holder.kill('SIGKILL');
   await daemon?.stop();
   daemon = null;
 });
@@ -62,5 +66,71 @@ describe('who may take tokens', () => {
     expect(statSync(daemon.jobserverPath).mode & 0o777).toBe(0o666);
     expect(takeAsNobody(daemon.jobserverPath)).toEqual({ status: 0, stdout: 'took +' });
     await waitFor('the token back', () => daemon?.out() === 0);
+  });
+});
+
+/** As uid nobody: the FUSE status file and the control socket's status reply. */
+function statusAsNobody(
+  statusPath: string,
+  controlPath: string,
+): { file: string; commands: string[] } {
+  const script = `
+import json, socket, sys
+print(open(sys.argv[1]).read())
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[2])
+s.sendall(b'{"id":1,"type":"status"}\\n')
+reply = b''
+while not reply.endswith(b'\\n'):
+    reply += s.recv(65536)
+result = json.loads(reply)["result"]
+print("COMMANDS", json.dumps([h["command"] for h in result["holders"]]))`;
+  const run = spawnSync(PYTHON, ['-c', script, statusPath, controlPath], {
+    uid: NOBODY,
+    gid: NOBODY,
+    encoding: 'utf8',
+    timeout: 10_000,
+  });
+  expect(run.status, run.stderr).toBe(0);
+  const [file = '', commands = '[]'] = run.stdout.split('COMMANDS ');
+  return { file, commands: JSON.parse(commands) as string[] };
+}
+
+describe("other users' command lines", () => {
+  it("status (FUSE file and control socket) shows another user only its own processes' command lines; root sees all", async () => {
+    daemon = await startDaemon(['-j3', '--mode', '0666']);
+    chmodSync(daemon.dir, 0o755);
+    const rootHolder = spawn(
+      PYTHON,
+      [join(CLIENTS, 'holder.py'), daemon.jobserverPath, '1', 'root-secret-arg'],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    holders.push(rootHolder);
+    const nobodyHolder = spawn(
+      PYTHON,
+      [
+        '-c',
+        'import os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR)\nos.read(fd, 1)\nprint("holding", flush=True)\ntime.sleep(3600)',
+        daemon.jobserverPath,
+        'nobody-own-arg',
+      ],
+      { uid: NOBODY, gid: NOBODY, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    holders.push(nobodyHolder);
+    await waitFor('both holders holding', () => daemon?.out() === 2);
+
+    const seen = statusAsNobody(join(daemon.mountDir, 'status'), daemon.controlPath);
+    expect(seen.file).not.toContain('root-secret-arg');
+    expect(seen.file).toContain("(another user's process)");
+    expect(seen.file).toContain('nobody-own-arg');
+    expect(seen.commands.some((c) => c.includes('root-secret-arg'))).toBe(false);
+    expect(seen.commands).toContain("(another user's process)");
+    expect(seen.commands.some((c) => c.includes('nobody-own-arg'))).toBe(true);
+
+    const asRoot = readFileSync(join(daemon.mountDir, 'status'), 'utf8');
+    expect(asRoot).toContain('root-secret-arg');
+    expect(asRoot).toContain('nobody-own-arg');
   });
 });

@@ -685,7 +685,8 @@ void Session::OnOpen(fuse_req_t req, fuse_ino_t ino,
   Napi::Env env = Env();
   if (kind == FileKind::kStatus) {
     Napi::Value text;
-    if (!Call(onStatusText_, {}, &text) || !text.IsString()) {
+    // Who opens it decides whose command lines it shows.
+    if (!Call(onStatusText_, {Context(req)}, &text) || !text.IsString()) {
       fuse_reply_err(req, EIO);
       return;
     }

@@ -30,6 +30,7 @@ import {
   controlLine,
   parseControlRequest,
 } from '@steve/protocol';
+import { commandVisibility } from '../daemon/visibility.js';
 import type { PoolServer } from '../daemon/pool-server.js';
 import type { PrivateFifo, PrivateFifos } from '../fronts/private-fifos.js';
 import { PoolCounters, prometheusText } from './metrics.js';
@@ -62,7 +63,8 @@ export interface ControlServerOptions {
 export interface ControlServer {
   readonly path: string;
   readonly counters: PoolCounters;
-  status(): StatusResult;
+  /** The status as `viewer` may see it (command lines of others hidden); everything without one. */
+  status(viewer?: PeerCredentials | null): StatusResult;
   metrics(): string;
   close(): Promise<void>;
 }
@@ -118,7 +120,8 @@ export async function startControlServer(options: ControlServerOptions): Promise
   const subscribers = new Set<Socket>();
   const sockets = new Set<Socket>();
 
-  const status = (): StatusResult => {
+  const status = (viewer: PeerCredentials | null = null): StatusResult => {
+    const visible = commandVisibility(viewer, options.adminGid);
     const snap = pool.snapshot();
     const now = options.now();
     return {
@@ -133,7 +136,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
       holders: snap.holders.map((h) => ({
         pid: h.pid,
         client: h.client,
-        command: pool.describe(h.pid, h.client),
+        command: pool.describeFor(h.pid, h.client, visible),
         tokens: h.tokens,
         reserved: h.reserved,
         holdingForMs: Math.round(now - h.holdingSinceMs),
@@ -141,7 +144,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
       waiters: snap.waiters.map((w) => ({
         pid: w.pid,
         client: w.client,
-        command: pool.describe(w.pid, w.client),
+        command: pool.describeFor(w.pid, w.client, visible),
         kind: w.kind,
         waitingForMs: Math.round(now - w.waitingSinceMs),
       })),
@@ -271,7 +274,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
         return { ...tag, ok: true, result: { pid: request.pid } };
       }
       case 'status':
-        return { ...tag, ok: true, result: status() };
+        return { ...tag, ok: true, result: status(credentials) };
       case 'get': {
         const settings = pool.snapshot().config;
         return {

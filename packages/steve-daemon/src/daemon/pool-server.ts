@@ -8,6 +8,7 @@
  * server maps them to global ids so several fronts share one core.
  */
 
+import { HIDDEN_COMMAND } from './visibility.js';
 import { performance } from 'node:perf_hooks';
 import {
   type FileId,
@@ -198,6 +199,11 @@ export class PoolServer {
     return this.clientLabels.get(client) ?? commandLineOf(0);
   }
 
+  /** {@link describe}, or {@link HIDDEN_COMMAND} for a process `visible` rules out. */
+  describeFor(pid: number, client: string, visible: (pid: number) => boolean): string {
+    return pid > 0 && !visible(pid) ? HIDDEN_COMMAND : this.describe(pid, client);
+  }
+
   labelClient(client: string, label: string): void {
     if (this.clientLabels.size > 4096) this.clientLabels.clear();
     this.clientLabels.set(client, label);
@@ -220,8 +226,11 @@ export class PoolServer {
     this.watches.clear();
   }
 
-  /** A human report of holders and waiters (SIGUSR1, the FUSE status file). */
-  report(): string {
+  /**
+   * A human report of holders and waiters (SIGUSR1, the FUSE status file);
+   * `visible` says whose command lines it may show (default: everyone's).
+   */
+  report(visible: (pid: number) => boolean = () => true): string {
     const snap = this.snapshot();
     const now = this.services.now();
     const age = (sinceMs: number): string => `${((now - sinceMs) / 1000).toFixed(1)}s`;
@@ -230,12 +239,12 @@ export class PoolServer {
       `holders (${snap.holders.length}):`,
       ...snap.holders.map(
         (h) =>
-          `  pid ${h.pid || h.client}  tokens ${h.tokens}${h.reserved ? ' +1 reserved' : ''}  since ${age(h.holdingSinceMs)}  ${this.describe(h.pid, h.client)}`,
+          `  pid ${h.pid || h.client}  tokens ${h.tokens}${h.reserved ? ' +1 reserved' : ''}  since ${age(h.holdingSinceMs)}  ${this.describeFor(h.pid, h.client, visible)}`,
       ),
       `waiters (${snap.waiters.length}):`,
       ...snap.waiters.map(
         (w) =>
-          `  pid ${w.pid || w.client}  ${w.kind === 'poll' ? 'polling' : 'blocking read'}  for ${age(w.waitingSinceMs)}  ${this.describe(w.pid, w.client)}`,
+          `  pid ${w.pid || w.client}  ${w.kind === 'poll' ? 'polling' : 'blocking read'}  for ${age(w.waitingSinceMs)}  ${this.describeFor(w.pid, w.client, visible)}`,
       ),
     ];
     return `${lines.join('\n')}\n`;

@@ -5,6 +5,7 @@
  * 4.3 as `make 3<>DIR/jobserver` with `--jobserver-auth=3,3`.
  */
 
+import { commandVisibility, fuseViewer } from '../daemon/visibility.js';
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { FUSE_JOBSERVER_FILE } from '@steve/protocol';
@@ -90,7 +91,7 @@ export function startFuseFront(
   prepareMountPoint(dir, log);
   const front = new SessionFront(server, {
     name: `fuse:${dir}`,
-    statusText: () => server.report(),
+    statusText: (ctx) => server.report(commandVisibility(fuseViewer(ctx), options.fileGid ?? null)),
     onUnexpectedClose: options.onUnexpectedClose,
   });
   const session = startFuse(

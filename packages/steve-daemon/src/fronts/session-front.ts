@@ -30,7 +30,7 @@ const POLL_READABLE = pollEvents.POLLIN | pollEvents.POLLRDNORM;
 export interface SessionFrontOptions {
   readonly name: string;
   /** Text of the FUSE `status` file. */
-  readonly statusText: () => string;
+  readonly statusText: (ctx: RequestContext) => string;
   /** The session ended by itself (unmounted, device gone) rather than by `close()`. */
   readonly onUnexpectedClose: (reason: string) => void;
 }
@@ -116,7 +116,7 @@ export class SessionFront implements FrontPort {
         const id = this.connection.pendingRequest(reqId);
         if (id !== undefined) this.connection.event({ type: 'interrupt', requestId: id });
       },
-      statusText: () => this.options.statusText(),
+      statusText: (ctx: RequestContext) => this.options.statusText(ctx),
       closed: (reason: string) => {
         if (!this.closing) this.options.onUnexpectedClose(reason);
       },

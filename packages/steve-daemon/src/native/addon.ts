@@ -89,7 +89,8 @@ export interface SessionHandlers {
    * FUSE only: called when `status` is opened; that open file then serves
    * this snapshot.
    */
-  statusText(): string;
+  /** The FUSE `status` file's text for the process opening it. */
+  statusText(ctx: RequestContext): string;
   /** The session ended; every pending request was answered with EIO. */
   closed(reason: CloseReason): void;
 }
