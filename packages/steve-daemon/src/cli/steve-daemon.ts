@@ -32,6 +32,12 @@ import { PrivateFifos } from '../fronts/private-fifos.js';
 import { peerCredentials, watchPid } from '../native/addon.js';
 import { type ControlServer, startControlServer } from '../control/server.js';
 import { sampleProbes } from '../probes/probes.js';
+import {
+  type SystemUser,
+  becomeUser,
+  unmountWhenGone,
+  userToBecome,
+} from '../daemon/privileges.js';
 import { lookupGroup } from './groups.js';
 
 /** The group that owns the device by default, when it exists. */
@@ -52,6 +58,7 @@ export interface DaemonArgs {
   mode: string | undefined;
   group: string | undefined;
   allowOther: boolean | undefined;
+  user: string | undefined;
   fifo: string | undefined;
   fifoPrefetch: number;
   privateFifoDir: string | undefined;
@@ -151,6 +158,11 @@ export function parseDaemonArgs(argv: string[]): DaemonArgs {
       type: 'string',
       describe: 'also serve Prometheus metrics over HTTP on HOST:PORT (loopback only)',
     })
+    .option('user', {
+      type: 'string',
+      describe:
+        'once the device, mount, fifo and socket are set up, drop root and run as this user (its gid, plus --group)',
+    })
     .option('allow-other', {
       type: 'boolean',
       describe:
@@ -184,6 +196,7 @@ export function parseDaemonArgs(argv: string[]): DaemonArgs {
     mode: parsed.mode,
     group: parsed.group,
     allowOther: parsed['allow-other'],
+    user: parsed.user,
     fifo: parsed.fifo,
     fifoPrefetch: parsed['fifo-prefetch'],
     privateFifoDir: parsed['private-fifo-dir'],
@@ -338,6 +351,7 @@ export async function main(argv: string[]): Promise<void> {
   let useCuse: boolean;
   let fuseDir: string | null;
   let allowOther = false;
+  let becomeAs: SystemUser | null = null;
   let control: { socketPath: string; linkFromMount: string | null };
   let metricsListen: { host: string; port: number } | null;
   try {
@@ -354,6 +368,7 @@ export async function main(argv: string[]): Promise<void> {
     );
     metricsListen =
       args.metricsListen === undefined ? null : parseMetricsListen(args.metricsListen);
+    if (args.user !== undefined) becomeAs = userToBecome(args.user, process.getuid?.() ?? 0);
     if (args.fifo === '') throw new UsageError('--fifo needs a PATH for the named pipe');
     if (args.privateFifoDir === '')
       throw new UsageError('--private-fifo-dir needs a DIR for the private fifos');
@@ -481,6 +496,14 @@ export async function main(argv: string[]): Promise<void> {
       });
     }
     if (signals.received !== null) throw new StopDuringStartUp(signals.received);
+    if (becomeAs !== null) {
+      if (fuseDir !== null) unmountWhenGone(fuseDir);
+      privateFifos.prepare({ uid: becomeAs.uid, gid: becomeAs.gid });
+      const groups = becomeUser(becomeAs, access.gid);
+      log(
+        `steve-daemon: running as ${becomeAs.name} (uid ${becomeAs.uid}, gid ${becomeAs.gid}, groups ${groups.join(',')}); no root from here on`,
+      );
+    }
   } catch (error) {
     log(
       error instanceof StopDuringStartUp

@@ -16,9 +16,16 @@
  * Layout: `DIR/job-XXXXXX/jobserver`, the directory mode 0700 and the fifo
  * 0600, both owned by the requester's uid (SO_PEERCRED), so other users can
  * neither read its tokens nor write bytes into it.
+ *
+ * A daemon that runs as its own user (`--user`) cannot give files away.
+ * Then the directory is `DIR/job-<128 random bits>`, mode 0711 in a DIR of
+ * mode 0711 (nobody can list either), and the fifo 0666: only who was told
+ * the path, the requester, can open it. Its tokens are the requester's
+ * sub-pool, which never credits more than it lent.
  */
 
-import { chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PoolServer } from '../daemon/pool-server.js';
 import type { PidWatch } from '../native/addon.js';
@@ -78,6 +85,17 @@ export class PrivateFifos {
     private readonly options: PrivateFifosOptions,
   ) {}
 
+  /**
+   * Make DIR (0711) now, owned by `owner` when given: a daemon that is about
+   * to drop root (`--user`) could not make it in a root directory later.
+   */
+  prepare(owner?: { uid: number; gid: number }): void {
+    if (this.dirReady) return;
+    mkdirSync(this.options.dir, { recursive: true, mode: 0o711 });
+    if (owner !== undefined) chownSync(this.options.dir, owner.uid, owner.gid);
+    this.dirReady = true;
+  }
+
   /** How many private fifos are open now. */
   get count(): number {
     return this.live.size;
@@ -93,11 +111,16 @@ export class PrivateFifos {
     const max = this.options.maxFifos ?? DEFAULT_MAX_FIFOS;
     if (this.live.size >= max)
       throw new Error(`${max} private fifos are open already; try again when a build has ended`);
-    if (!this.dirReady) {
-      mkdirSync(this.options.dir, { recursive: true, mode: 0o711 });
-      this.dirReady = true;
+    this.prepare();
+    // Root gives the directory to the requester; a daemon user cannot, and hides it instead.
+    const giveAway = process.getuid?.() === 0 || requester.uid === process.getuid?.();
+    let jobDir: string;
+    if (giveAway) {
+      jobDir = mkdtempSync(join(this.options.dir, 'job-'));
+    } else {
+      jobDir = join(this.options.dir, `job-${randomBytes(16).toString('hex')}`);
+      mkdirSync(jobDir, { mode: 0o700 });
     }
-    const jobDir = mkdtempSync(join(this.options.dir, 'job-'));
     let front: RunningFifoFront;
     try {
       // The fifo is made and opened while its directory is still the
@@ -107,9 +130,9 @@ export class PrivateFifos {
         {
           path: join(jobDir, 'jobserver'),
           prefetch: this.options.prefetch,
-          mode: 0o600,
-          uid: requester.uid,
-          gid: requester.gid,
+          ...(giveAway
+            ? { mode: 0o600, uid: requester.uid, gid: requester.gid }
+            : { mode: 0o666, gid: null }),
           label: `private fifo of pid ${requester.pid}`,
         },
         this.options.log,
@@ -119,7 +142,8 @@ export class PrivateFifos {
       throw error;
     }
     try {
-      chownSync(jobDir, requester.uid, requester.gid);
+      if (giveAway) chownSync(jobDir, requester.uid, requester.gid);
+      else chmodSync(jobDir, 0o711);
     } catch (error) {
       front.close();
       rmSync(jobDir, { recursive: true, force: true });
