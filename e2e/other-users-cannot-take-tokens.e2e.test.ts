@@ -6,7 +6,14 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CLIENTS, PYTHON, type RunningDaemon, startDaemon, waitFor } from './helpers/daemon.js';
+import {
+  CLIENTS,
+  PYTHON,
+  STEVIE_BIN,
+  type RunningDaemon,
+  startDaemon,
+  waitFor,
+} from './helpers/daemon.js';
 
 const NOBODY = 65534;
 let daemon: RunningDaemon | null = null;
@@ -132,5 +139,45 @@ describe("other users' command lines", () => {
     const asRoot = readFileSync(join(daemon.mountDir, 'status'), 'utf8');
     expect(asRoot).toContain('root-secret-arg');
     expect(asRoot).toContain('nobody-own-arg');
+  });
+});
+
+describe('--per-user-limit', () => {
+  it("one user's processes together get at most N tokens; another user still gets one; stevie status shows tokens per user", async () => {
+    daemon = await startDaemon(['-j3', '--mode', '0666', '--per-user-limit', '1']);
+    chmodSync(daemon.dir, 0o755);
+    const first = spawn(PYTHON, [join(CLIENTS, 'holder.py'), daemon.jobserverPath, '1'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    holders.push(first);
+    await waitFor('root holding its one token', () => daemon?.out() === 1);
+    // A second process of the same user waits, although two tokens are free...
+    const second = spawn(PYTHON, [join(CLIENTS, 'holder.py'), daemon.jobserverPath, '1'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    holders.push(second);
+    await waitFor('the second root process waiting', () =>
+      / waiting 1 /.test(daemon?.status() ?? ''),
+    );
+    expect(daemon.out()).toBe(1);
+    // ...and another user gets one at once.
+    expect(takeAsNobody(daemon.jobserverPath)).toEqual({ status: 0, stdout: 'took +' });
+    const status = spawnSync(
+      process.execPath,
+      [STEVIE_BIN, 'status', '--control', daemon.controlPath],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(status.stdout).toContain('<= 1 per user');
+    expect(status.stdout).toMatch(
+      /USERS \(1, at most 1 tokens each\)\n\s+UID\s+TOKENS\s+USER\n\s+0\s+1\s+root/,
+    );
+    // The first gives its token back (killed): the second process gets it.
+    first.kill('SIGKILL');
+    await waitFor(
+      'the second root process holding',
+      () => / waiting 0 /.test(daemon?.status() ?? '') && daemon?.out() === 1,
+    );
   });
 });

@@ -153,6 +153,8 @@ export interface StatusResult extends PoolGauges {
     readonly tokens: number;
     readonly reserved: boolean;
     readonly holdingForMs: number;
+    /** The uid its requests came from (older daemons: absent; unknown: null). */
+    readonly uid?: number | null;
   }>;
   readonly waiters: ReadonlyArray<{
     readonly pid: number;

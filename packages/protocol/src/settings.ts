@@ -27,6 +27,8 @@ export interface Settings {
   readonly maxMemoryPressureAvg10: number | null;
   /** At most this many tokens per process (`-p`); null: no cap. */
   readonly perProcessLimit: number | null;
+  /** At most this many tokens for all processes of one uid together (`--per-user-limit`); null: no cap. */
+  readonly perUserLimit: number | null;
 }
 
 export type SettingName = keyof Settings;
@@ -41,6 +43,7 @@ export const SETTING_NAMES: readonly SettingName[] = [
   'minMemoryAvailableMiB',
   'maxMemoryPressureAvg10',
   'perProcessLimit',
+  'perUserLimit',
 ];
 
 export function isSettingName(name: string): name is SettingName {
@@ -75,8 +78,9 @@ export function validateSettings(changes: Readonly<Record<string, unknown>>): st
           return `${key} must be a whole number >= 1, got ${String(value)}`;
         break;
       case 'perProcessLimit':
+      case 'perUserLimit':
         if (value !== null && !isPositiveInteger(value)) {
-          return `perProcessLimit must be a whole number >= 1 or null (no cap), got ${String(value)}`;
+          return `${key} must be a whole number >= 1 or null (no cap), got ${String(value)}`;
         }
         break;
       case 'reservationTtlMs':

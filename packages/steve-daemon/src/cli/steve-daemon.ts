@@ -50,6 +50,7 @@ export interface DaemonArgs {
   minMemoryAvail: number | undefined;
   memoryPressure: number | undefined;
   perProcessLimit: number | undefined;
+  perUserLimit: number | undefined;
   reservationTtl: number;
   loadRecheck: number;
   fairness: 'least-held' | 'fifo';
@@ -103,6 +104,10 @@ export function parseDaemonArgs(argv: string[]): DaemonArgs {
       alias: 'p',
       ...count('--per-process-limit', { min: 1 }),
       describe: 'at most this many tokens per process',
+    })
+    .option('per-user-limit', {
+      ...count('--per-user-limit', { min: 1 }),
+      describe: "at most this many tokens for one user's processes together (by uid)",
     })
     .option('reservation-ttl', {
       ...count('--reservation-ttl', { min: 1 }),
@@ -188,6 +193,7 @@ export function parseDaemonArgs(argv: string[]): DaemonArgs {
     minMemoryAvail: parsed['min-memory-avail'],
     memoryPressure: parsed['memory-pressure'],
     perProcessLimit: parsed['per-process-limit'],
+    perUserLimit: parsed['per-user-limit'],
     reservationTtl: parsed['reservation-ttl'],
     loadRecheck: parsed['load-recheck'],
     fairness: parsed.fairness,
@@ -216,6 +222,7 @@ export function configFromArgs(args: DaemonArgs): Partial<SchedulerConfig> & { j
     minMemoryAvailableMiB: args.minMemoryAvail ?? null,
     maxMemoryPressureAvg10: args.memoryPressure ?? null,
     perProcessLimit: args.perProcessLimit ?? null,
+    perUserLimit: args.perUserLimit ?? null,
     reservationTtlMs: args.reservationTtl,
     limitRecheckMs: args.loadRecheck,
     fairness: args.fairness,

@@ -32,7 +32,7 @@ import {
   isSettingName,
   validateSettings,
 } from '@steve/protocol';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
 import {
@@ -71,6 +71,7 @@ export const SETTINGS: Readonly<
   },
   maxMemoryPressureAvg10: { name: 'memory-pressure', aliases: [], kind: 'decimal-or-none' },
   perProcessLimit: { name: 'per-process-limit', aliases: ['p'], kind: 'count-or-none' },
+  perUserLimit: { name: 'per-user-limit', aliases: [], kind: 'count-or-none' },
   reservationTtlMs: { name: 'reservation-ttl', aliases: [], kind: 'ms' },
   limitRecheckMs: { name: 'load-recheck', aliases: [], kind: 'ms' },
   fairness: { name: 'fairness', aliases: [], kind: 'fairness' },
@@ -461,6 +462,7 @@ export function formatStatus(status: StatusResult, width = 100): string {
     s.minMemoryAvailableMiB !== null ? `MemAvailable >= ${s.minMemoryAvailableMiB} MiB` : null,
     s.maxMemoryPressureAvg10 !== null ? `memory pressure <= ${s.maxMemoryPressureAvg10}%` : null,
     s.perProcessLimit !== null ? `<= ${s.perProcessLimit} per process` : null,
+    s.perUserLimit !== null ? `<= ${s.perUserLimit} per user` : null,
   ].filter((x): x is string => x !== null);
   const lines = [
     `jobs ${s.jobs}  capacity ${status.capacity}${status.limitedBy ? ` (held down by ${status.limitedBy})` : ''}  out ${status.out}  reserved ${status.reserved}  available ${status.available}  waiting ${status.waiting}`,
@@ -478,6 +480,14 @@ export function formatStatus(status: StatusResult, width = 100): string {
       );
     }
   }
+  const byUser = tokensByUser(status);
+  if (s.perUserLimit !== null && byUser.length > 0) {
+    lines.push('', `USERS (${byUser.length}, at most ${s.perUserLimit} tokens each)`);
+    lines.push(`  ${pad('UID', 9)}${pad('TOKENS', 8)}USER`);
+    for (const { uid, tokens } of byUser) {
+      lines.push(`  ${pad(String(uid), 9)}${pad(String(tokens), 8)}${userName(uid)}`);
+    }
+  }
   lines.push('', `WAITERS (${status.waiters.length})`);
   if (status.waiters.length > 0) {
     lines.push(`  ${pad('PID', 9)}${pad('HOW', 8)}${pad('FOR', 10)}COMMAND`);
@@ -488,6 +498,31 @@ export function formatStatus(status: StatusResult, width = 100): string {
     }
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** Tokens held or reserved per uid, most first (holders whose uid is known). */
+export function tokensByUser(status: StatusResult): Array<{ uid: number; tokens: number }> {
+  const tokens = new Map<number, number>();
+  for (const h of status.holders) {
+    if (h.uid === undefined || h.uid === null) continue;
+    tokens.set(h.uid, (tokens.get(h.uid) ?? 0) + h.tokens + (h.reserved ? 1 : 0));
+  }
+  return [...tokens]
+    .map(([uid, count]) => ({ uid, tokens: count }))
+    .sort((a, b) => b.tokens - a.tokens || a.uid - b.uid);
+}
+
+/** The name of `uid` from /etc/passwd, or '' when it has none. */
+function userName(uid: number): string {
+  try {
+    for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+      const [name, , id] = line.split(':');
+      if (id === String(uid)) return name ?? '';
+    }
+  } catch {
+    // no passwd to read
+  }
+  return '';
 }
 
 /** One line per event for `stevie events`. */

@@ -139,6 +139,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
         command: pool.describeFor(h.pid, h.client, visible),
         tokens: h.tokens,
         reserved: h.reserved,
+        uid: h.uid,
         holdingForMs: Math.round(now - h.holdingSinceMs),
       })),
       waiters: snap.waiters.map((w) => ({

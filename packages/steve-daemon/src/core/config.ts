@@ -19,6 +19,7 @@ export function defaultConfig(jobs: number): SchedulerConfig {
     minMemoryAvailableMiB: null,
     maxMemoryPressureAvg10: null,
     perProcessLimit: null,
+    perUserLimit: null,
   };
 }
 

@@ -91,6 +91,8 @@ interface Client {
   /** `pid:N`, or `file:N` for a caller outside our pid namespace (pid 0). */
   readonly key: string;
   readonly pid: number;
+  /** The uid its requests came from (`perUserLimit`), or null while unknown. */
+  uid: number | null;
   readonly firstSeenMs: number;
   held: number;
   holdingSinceMs: number;
@@ -123,6 +125,8 @@ export class Scheduler {
 
   /** Clients by pid, and by `-(fileId + 1)` for pid-0 (per-file) clients. */
   private readonly clients = new Map<number, Client>();
+  /** Clients by uid, kept only for `perUserLimit`. */
+  private readonly clientsByUid = new Map<number, Set<Client>>();
   private readonly openFiles = new Set<FileId>();
   private readonly readWaiters = new Map<RequestId, Waiter>();
   /** O_NONBLOCK reads waiting for a fresh sample, in arrival order. */
@@ -188,13 +192,20 @@ export class Scheduler {
         this.onClose(event.fileId);
         break;
       case 'read':
-        this.onRead(event.requestId, event.fileId, event.pid, event.blocking, event.sizeBytes);
+        this.onRead(
+          event.requestId,
+          event.fileId,
+          event.pid,
+          event.blocking,
+          event.sizeBytes,
+          event.uid,
+        );
         break;
       case 'write':
         this.onWrite(event.requestId, event.fileId, event.pid, event.sizeBytes);
         break;
       case 'poll':
-        this.onPoll(event.requestId, event.fileId, event.pid, event.pollHandleId);
+        this.onPoll(event.requestId, event.fileId, event.pid, event.pollHandleId, event.uid);
         break;
       case 'interrupt':
         this.onInterrupt(event.requestId);
@@ -247,6 +258,7 @@ export class Scheduler {
           pid: client.pid,
           tokens: client.held,
           reserved: client.reservation !== null,
+          uid: client.uid,
           holdingSinceMs: client.holdingSinceMs,
           firstSeenMs: client.firstSeenMs,
         });
@@ -266,6 +278,7 @@ export class Scheduler {
         pid: 0,
         tokens,
         reserved: false,
+        uid: null,
         holdingSinceMs: this.now,
         firstSeenMs: this.now,
       });
@@ -295,12 +308,13 @@ export class Scheduler {
     pid: number,
     blocking: boolean,
     sizeBytes: number,
+    uid: number | undefined,
   ): void {
     if (sizeBytes <= 0) {
       this.reply(requestId, { kind: 'empty' });
       return;
     }
-    const client = this.clientFor(pid, fileId);
+    const client = this.clientFor(pid, fileId, uid);
     if (client.reservation !== null) {
       this.consumeReservation(client);
       this.giveToken(client, requestId, fileId, true);
@@ -375,8 +389,9 @@ export class Scheduler {
     fileId: FileId,
     pid: number,
     pollHandleId: PollHandleId | null,
+    uid: number | undefined,
   ): void {
-    const client = this.clientFor(pid, fileId);
+    const client = this.clientFor(pid, fileId, uid);
     let readable = client.reservation !== null;
     if (!readable && client.waiterCount === 0 && this.canGrantNow(client)) {
       this.reserve(client);
@@ -461,7 +476,10 @@ export class Scheduler {
         this.refreshQueuePosition(client);
       }
     }
-    if (before.perProcessLimit !== this.config.perProcessLimit) {
+    if (
+      before.perProcessLimit !== this.config.perProcessLimit ||
+      before.perUserLimit !== this.config.perUserLimit
+    ) {
       for (const client of this.clients.values()) this.refreshQueuePosition(client);
     }
     const limitsWereOff = !this.limitsConfigured(before);
@@ -625,9 +643,21 @@ export class Scheduler {
     }
   }
 
+  /** At its process's cap (`perProcessLimit`) or its uid's (`perUserLimit`). */
   private atProcessLimit(client: Client): boolean {
     const limit = this.config.perProcessLimit;
-    return limit !== null && client.held + (client.reservation ? 1 : 0) >= limit;
+    if (limit !== null && client.held + (client.reservation ? 1 : 0) >= limit) return true;
+    const userLimit = this.config.perUserLimit;
+    return userLimit !== null && client.uid !== null && this.userTokens(client.uid) >= userLimit;
+  }
+
+  /** Tokens held or reserved by every process of `uid`. */
+  private userTokens(uid: number): number {
+    let tokens = 0;
+    for (const client of this.clientsByUid.get(uid) ?? []) {
+      tokens += client.held + (client.reservation ? 1 : 0);
+    }
+    return tokens;
   }
 
   // ---- capacity and limits ----------------------------------------------
@@ -752,7 +782,7 @@ export class Scheduler {
 
   // ---- clients and the queue ---------------------------------------------
 
-  private clientFor(pid: number, fileId: FileId): Client {
+  private clientFor(pid: number, fileId: FileId, uid?: number): Client {
     const id = pid > 0 ? pid : -(fileId + 1);
     let client = this.clients.get(id);
     if (!client) {
@@ -760,6 +790,7 @@ export class Scheduler {
         id,
         key: pid > 0 ? `pid:${pid}` : `file:${fileId}`,
         pid,
+        uid: null,
         firstSeenMs: this.now,
         held: 0,
         holdingSinceMs: this.now,
@@ -776,6 +807,13 @@ export class Scheduler {
       };
       this.clients.set(id, client);
       if (pid > 0) this.effects.push({ type: 'watch', pid });
+    }
+    if (client.uid === null && uid !== undefined) {
+      // A process's uid is the one its first request came with.
+      client.uid = uid;
+      let same = this.clientsByUid.get(uid);
+      if (!same) this.clientsByUid.set(uid, (same = new Set()));
+      same.add(client);
     }
     return client;
   }
@@ -822,6 +860,13 @@ export class Scheduler {
     }
     this.queue.remove(client);
     this.clients.delete(client.id);
+    if (client.uid !== null) {
+      const same = this.clientsByUid.get(client.uid);
+      same?.delete(client);
+      if (same?.size === 0) this.clientsByUid.delete(client.uid);
+      // What it held is back: the others of its uid may be under the limit again.
+      this.refreshSameUser(client);
+    }
     // Always recorded: an exit or a per-file client's last close ends a client.
     this.record({
       type: 'reclaim',
@@ -919,8 +964,25 @@ export class Scheduler {
     this.refreshQueuePosition(client);
   }
 
-  /** A client is in the queue while it waits and may take a token. */
+  /**
+   * A client is in the queue while it waits and may take a token. Called
+   * after every change to what a client holds, reserves or waits for; with
+   * a per-user limit, a change to one process's tokens changes whether the
+   * others of its uid may take one, so they are looked at too.
+   */
   private refreshQueuePosition(client: Client): void {
+    this.refreshOne(client);
+    this.refreshSameUser(client);
+  }
+
+  private refreshSameUser(client: Client): void {
+    if (this.config.perUserLimit === null || client.uid === null) return;
+    for (const other of this.clientsByUid.get(client.uid) ?? []) {
+      if (other !== client) this.refreshOne(other);
+    }
+  }
+
+  private refreshOne(client: Client): void {
     if (client.waiterCount > 0 && client.reservation === null && !this.atProcessLimit(client)) {
       this.queue.set(client, this.queueKey(client));
     } else {

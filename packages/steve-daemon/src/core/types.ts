@@ -42,7 +42,13 @@ export interface ProbeSample {
  * is in another pid namespace, and then accounting is per open file.
  */
 export type SchedulerEvent =
-  | { readonly type: 'open'; readonly fileId: FileId; readonly pid: number }
+  | {
+      readonly type: 'open';
+      readonly fileId: FileId;
+      readonly pid: number;
+      /** The caller's uid, for `perUserLimit` (unknown: no per-user cap applies). */
+      readonly uid?: number;
+    }
   | { readonly type: 'close'; readonly fileId: FileId }
   | {
       readonly type: 'read';
@@ -52,6 +58,7 @@ export type SchedulerEvent =
       /** False for O_NONBLOCK reads (FUSE passes the file's current flags with each read). */
       readonly blocking: boolean;
       readonly sizeBytes: number;
+      readonly uid?: number;
     }
   | {
       readonly type: 'write';
@@ -67,6 +74,7 @@ export type SchedulerEvent =
       readonly pid: number;
       /** The handle to notify later, or null when the caller does not wait. */
       readonly pollHandleId: PollHandleId | null;
+      readonly uid?: number;
     }
   | { readonly type: 'interrupt'; readonly requestId: RequestId }
   | { readonly type: 'exit'; readonly pid: number }
@@ -117,6 +125,8 @@ export interface HolderInfo {
   readonly pid: number;
   readonly tokens: number;
   readonly reserved: boolean;
+  /** The uid its requests came from, or null when not known. */
+  readonly uid: number | null;
   readonly holdingSinceMs: number;
   readonly firstSeenMs: number;
 }

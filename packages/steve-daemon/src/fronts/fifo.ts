@@ -61,6 +61,8 @@ export interface FifoFrontOptions {
   readonly gid: number | null;
   /** User owning the fifo (a private fifo belongs to whoever asked for it); default the daemon's. */
   readonly uid?: number;
+  /** Whose uid the sub-pool's tokens count for (`perUserLimit`); none for the shared fifo. */
+  readonly accountUid?: number;
   /** How `stevie status` names the sub-pool (default: "fifo front PATH"). */
   readonly label?: string;
 }
@@ -110,6 +112,7 @@ export async function startFifoFront(
       created,
       options.label ?? `fifo front ${path}`,
       log,
+      options.accountUid,
     );
   } catch (error) {
     if (created) unlinkSync(path);
@@ -146,13 +149,18 @@ function openFifo(
     }
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    // No `mkfifo -m`: it chmods the path after creating it, which would follow
+    // a symlink swapped in meanwhile. The umask gives 0600; fchmod does the rest.
+    const umask = process.umask(0o077);
     try {
-      execFileSync('mkfifo', ['-m', '600', path], { stdio: ['ignore', 'ignore', 'pipe'] });
+      execFileSync('mkfifo', [path], { stdio: ['ignore', 'ignore', 'pipe'] });
     } catch (mkfifoError) {
       const stderr = (mkfifoError as { stderr?: Buffer }).stderr?.toString().trim();
       throw new Error(
         `cannot create the fifo ${path}: ${stderr || (mkfifoError as Error).message}`,
       );
+    } finally {
+      process.umask(umask);
     }
     created = true;
   }
@@ -220,6 +228,7 @@ class FifoFront implements FrontPort {
     private readonly created: boolean,
     private readonly label: string,
     private readonly log: (line: string) => void,
+    private readonly uid?: number,
   ) {
     this.name = `fifo:${path}`;
     this.connection = server.connect(this);
@@ -412,6 +421,8 @@ class FifoFront implements FrontPort {
       pid: 0,
       blocking: true,
       sizeBytes: 1,
+      // A private fifo's tokens count for its requester's uid (`perUserLimit`).
+      ...(this.uid === undefined ? {} : { uid: this.uid }),
     });
   }
 

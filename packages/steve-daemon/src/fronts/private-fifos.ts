@@ -134,6 +134,7 @@ export class PrivateFifos {
             ? { mode: 0o600, uid: requester.uid, gid: requester.gid }
             : { mode: 0o666, gid: null }),
           label: `private fifo of pid ${requester.pid}`,
+          accountUid: requester.uid,
         },
         this.options.log,
       );

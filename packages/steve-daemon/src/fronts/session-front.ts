@@ -92,6 +92,7 @@ export class SessionFront implements FrontPort {
           pid: pidOf(ctx),
           blocking: (flags & O_NONBLOCK) === 0,
           sizeBytes,
+          uid: ctx.uid,
         });
       },
       write: (reqId: number, fileId: number, ctx: RequestContext, data: Buffer) => {
@@ -110,6 +111,7 @@ export class SessionFront implements FrontPort {
           fileId: this.connection.file(fileId),
           pid: pidOf(ctx),
           pollHandleId: pollHandleId === 0 ? null : this.connection.pollHandle(pollHandleId),
+          uid: ctx.uid,
         });
       },
       interrupt: (reqId: number) => {

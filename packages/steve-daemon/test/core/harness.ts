@@ -73,6 +73,14 @@ export class Harness {
     }
   }
 
+  /** The uid each pid's requests carry (`perUserLimit`); pids not here send none. */
+  readonly uids = new Map<number, number>();
+
+  private uidOf(pid: number): { uid?: number } {
+    const uid = this.uids.get(pid);
+    return uid === undefined ? {} : { uid };
+  }
+
   private request(pid: number, kind: 'read' | 'write' | 'poll'): number {
     const requestId = this.nextRequestId++;
     this.pending.set(requestId, { pid, kind });
@@ -92,6 +100,7 @@ export class Harness {
       pid,
       blocking: options.blocking ?? true,
       sizeBytes: options.sizeBytes ?? 1,
+      ...this.uidOf(pid),
     });
     return requestId;
   }
@@ -104,7 +113,7 @@ export class Harness {
 
   poll(pid: number, pollHandleId: number | null, fileId = 1): Reply | undefined {
     const requestId = this.request(pid, 'poll');
-    this.send({ type: 'poll', requestId, fileId, pid, pollHandleId });
+    this.send({ type: 'poll', requestId, fileId, pid, pollHandleId, ...this.uidOf(pid) });
     return this.replies.get(requestId);
   }
 
