@@ -238,6 +238,7 @@ describe('stevie', () => {
       ['min-memory-avail', '100'],
       ['memory-pressure', '50'],
       ['per-process-limit', '3'],
+      ['per-user-limit', '5'],
       ['reservation-ttl', '1500'],
       ['load-recheck', '250'],
       ['fairness', 'fifo'],
