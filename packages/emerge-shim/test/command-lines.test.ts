@@ -123,6 +123,25 @@ describe('steve-job --tokens above the pool size (real daemon, pool of 2)', () =
     expect(steve.out()).toBe(0);
   });
 
+  it('--tokens above the daemon per-user limit fails at once too (one user cannot hold them all)', async () => {
+    const limited = await startDaemon(['-j', '4', '--per-user-limit', '2']);
+    try {
+      const marker = join(tempDir(), 'ran');
+      const result = await runBin(
+        STEVE_JOB_BIN,
+        ['--tokens', '3', '--', 'touch', marker],
+        cleanEnv({ STEVE_CONTROL: limited.controlPath }),
+      );
+      expect(result.code).toBe(USAGE_EXIT_CODE);
+      expect(result.stderr).toContain(
+        `steve-job: --tokens 3 is more than one user may hold (per-user limit 2 at ${limited.jobserverPath}`,
+      );
+      expect(existsSync(marker)).toBe(false);
+    } finally {
+      await limited.stop();
+    }
+  });
+
   it('--tokens equal to the pool size still runs', async () => {
     const marker = join(tempDir(), 'ran');
     const result = await runBin(

@@ -20,6 +20,19 @@ export const DEFAULT_FUSE_DIR = '/run/steve';
 export const FUSE_JOBSERVER_FILE = 'jobserver';
 /** The read-only status file inside the FUSE mount. */
 export const FUSE_STATUS_FILE = 'status';
+
+/**
+ * The pool size on the first line of the FUSE `status` file
+ * (`jobs N  capacity …`, written by steve-daemon), or null when the text is
+ * not one.
+ *
+ * @example
+ * jobsFromStatusFile('jobs 8  capacity 8  out 2 …\n') // 8
+ */
+export function jobsFromStatusFile(text: string): number | null {
+  const jobs = /^jobs (\d+) /.exec(text)?.[1];
+  return jobs === undefined ? null : Number(jobs);
+}
 export const DEFAULT_FUSE_JOBSERVER_PATH = `${DEFAULT_FUSE_DIR}/${FUSE_JOBSERVER_FILE}`;
 
 /**

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  jobsFromStatusFile,
   CONTROL_MAX_LINE_BYTES,
   chooseFront,
   parseControlRequest,
@@ -120,5 +121,13 @@ describe('chooseFront', () => {
       '/dev/steve',
     );
     expect(chooseFront([], 'make')).toBeUndefined();
+  });
+});
+
+describe('jobsFromStatusFile', () => {
+  it('reads the pool size from the first line of the FUSE status file, null for anything else', () => {
+    expect(jobsFromStatusFile('jobs 8  capacity 8  out 2  reserved 0\nholders (0):\n')).toBe(8);
+    expect(jobsFromStatusFile('holders (0):\njobs 8 \n')).toBeNull();
+    expect(jobsFromStatusFile('')).toBeNull();
   });
 });

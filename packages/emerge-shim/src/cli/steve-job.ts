@@ -39,6 +39,7 @@ import {
   formatJobserverAuth,
   needsRealFifo,
   parseMakeCommandLine,
+  jobsFromStatusFile,
 } from '@steve/protocol';
 import { controlSocketPath, readStatus } from '../control-status.js';
 import { ExitCode } from '../exit-codes.js';
@@ -360,6 +361,8 @@ export interface PoolSize {
   readonly jobs: number;
   /** The daemon's per-process cap (steve-job reads every token itself), or null. */
   readonly perProcessLimit: number | null;
+  /** The daemon's per-user cap (all of this user's processes together), or null. */
+  readonly perUserLimit: number | null;
   readonly from: string;
 }
 
@@ -381,6 +384,8 @@ export async function poolSizeAt(path: string, controlPath: string): Promise<Poo
       return {
         jobs: answer.status.settings.jobs,
         perProcessLimit: answer.status.settings.perProcessLimit,
+        // Absent from older daemons.
+        perUserLimit: answer.status.settings.perUserLimit ?? null,
         from: `the daemon at ${controlPath}`,
       };
     }
@@ -388,8 +393,8 @@ export async function poolSizeAt(path: string, controlPath: string): Promise<Poo
   if (basename(path) === FUSE_JOBSERVER_FILE && !isFifo(path)) {
     const statusFile = join(dirname(path), FUSE_STATUS_FILE);
     const text = await readFile(statusFile, 'utf8').catch(() => '');
-    const jobs = /^jobs (\d+) /.exec(text)?.[1];
-    if (jobs !== undefined) return { jobs: Number(jobs), perProcessLimit: null, from: statusFile };
+    const jobs = jobsFromStatusFile(text);
+    if (jobs !== null) return { jobs, perProcessLimit: null, perUserLimit: null, from: statusFile };
   }
   return null;
 }
@@ -415,6 +420,9 @@ async function moreThanThePool(
   const toRead = inherited ? options.tokens - 1 : options.tokens;
   if (size.perProcessLimit !== null && toRead > size.perProcessLimit) {
     return `--tokens ${options.tokens} is more than one process may hold (per-process limit ${size.perProcessLimit} at ${path}, said ${size.from}): it would wait forever; ask for at most ${size.perProcessLimit + (inherited ? 1 : 0)}`;
+  }
+  if (size.perUserLimit !== null && toRead > size.perUserLimit) {
+    return `--tokens ${options.tokens} is more than one user may hold (per-user limit ${size.perUserLimit} at ${path}, said ${size.from}): it would wait forever; ask for at most ${size.perUserLimit + (inherited ? 1 : 0)}`;
   }
   return null;
 }

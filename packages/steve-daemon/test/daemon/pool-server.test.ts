@@ -1,4 +1,5 @@
 // The pool server's adapters: thread ids to processes, failed watches, the timer.
+import { jobsFromStatusFile } from '@steve/protocol';
 import { describe, expect, it } from 'vitest';
 import type { Reply } from '../../src/core/index.js';
 import { PoolServer } from '../../src/daemon/pool-server.js';
@@ -111,6 +112,22 @@ describe('interrupts', () => {
     const second = server.snapshot();
     expect(replies.filter(([id]) => id === 2)).toEqual([[2, { kind: 'error', errno: 'EINTR' }]]);
     expect(second).toMatchObject({ out: 1, waiting: 0 });
+    server.stop();
+  });
+});
+
+describe('the FUSE status file', () => {
+  it('starts with the line clients read the pool size from (@steve/protocol jobsFromStatusFile)', () => {
+    const server = new PoolServer({
+      config: { jobs: 7 },
+      services: {
+        now: () => 0,
+        watchPid: () => ({ close() {} }),
+        sample: async () => ({}),
+        log: () => {},
+      },
+    });
+    expect(jobsFromStatusFile(server.report())).toBe(7);
     server.stop();
   });
 });
