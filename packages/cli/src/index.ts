@@ -51,6 +51,7 @@ export function command(
   moduleUrl: string,
   argv: readonly string[],
   parser: Record<string, boolean> = {},
+  usage: { readonly unknownOptionHint?: string } = {},
 ): Argv {
   return (
     yargs([...argv])
@@ -69,14 +70,55 @@ export function command(
       .wrap(Math.min(100, process.stdout.columns || 100))
       .fail((message: string | undefined, error: Error | undefined) => {
         if (error instanceof UsageError) throw error;
-        throw new UsageError(oneLine(message ?? error?.message ?? 'invalid command line'));
+        throw new UsageError(
+          explainYargsMessage(
+            argv,
+            oneLine(message ?? error?.message ?? 'invalid command line'),
+            usage.unknownOptionHint,
+          ),
+        );
       })
   );
 }
 
 function oneLine(message: string): string {
-  // yargs writes "Unknown argument: x" or "Unknown arguments: x, y"; keep it, drop newlines.
   return message.replace(/\s*\n\s*/g, '; ');
+}
+
+/**
+ * yargs' messages in the words of the command line as typed: "Unknown
+ * argument(s): frobnicate" becomes "unknown option '--frobnicate'" (`-x` of
+ * a `-vx`), with `hint` saying where a wrapped command's own options go;
+ * "Not enough arguments following: tokens" becomes "--tokens needs a value";
+ * "Arguments a and b are mutually exclusive" becomes "give one of --a and --b".
+ */
+export function explainYargsMessage(
+  argv: readonly string[],
+  message: string,
+  hint?: string,
+): string {
+  const missing = /^Not enough arguments following: (.*)$/.exec(message);
+  if (missing) return `${typedOption(argv, missing[1] as string)} needs a value`;
+  const both = /^Arguments (\S+) and (\S+) are mutually exclusive$/.exec(message);
+  if (both) {
+    const [a, b] = [both[1] as string, both[2] as string].map((name) => typedOption(argv, name));
+    return `give one of ${a} and ${b}`;
+  }
+  const unknown = /^Unknown arguments?: (.*)$/.exec(message);
+  if (!unknown) return message;
+  const typed = (unknown[1] as string).split(', ').map((name) => typedOption(argv, name));
+  const list = typed.map((word) => `'${word}'`).join(', ');
+  return `unknown option${typed.length === 1 ? '' : 's'} ${list}${hint === undefined ? '' : ` (${hint})`}`;
+}
+
+/** The word of `argv` yargs means by the option `name`. */
+function typedOption(argv: readonly string[], name: string): string {
+  for (const word of argv) {
+    if (word === '--') break;
+    const option = word.split('=')[0] as string;
+    if (option === name || option === `--${name}` || option === `-${name}`) return option;
+  }
+  return name.startsWith('-') ? name : name.length === 1 ? `-${name}` : `--${name}`;
 }
 
 /** Print `NAME: message (NAME --help)` for a UsageError and exit 2; rethrow anything else. */

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { UsageError, command, count, decimal, packageVersion, parseCount } from '../src/index.js';
+import {
+  UsageError,
+  command,
+  count,
+  decimal,
+  explainYargsMessage,
+  packageVersion,
+  parseCount,
+} from '../src/index.js';
 
 const parse = (argv: string[]) =>
   command('demo', import.meta.url, argv)
@@ -27,7 +35,7 @@ describe('command()', () => {
 
   it('rejects unknown options and mistyped commands in one line', () => {
     expect(() => parse(['--jbos', '3'])).toThrow(UsageError);
-    expect(() => parse(['--jbos', '3'])).toThrow(/Unknown argument.*jbos/);
+    expect(() => parse(['--jbos', '3'])).toThrow("unknown option '--jbos'");
     expect(() => parse(['stauts'])).toThrow(/Unknown command: stauts/);
     try {
       parse(['stauts']);
@@ -56,5 +64,26 @@ describe('parseCount', () => {
 describe('packageVersion', () => {
   it('reads the nearest package.json', () => {
     expect(packageVersion(import.meta.url)).toBe('0.1.0');
+  });
+});
+
+describe('explainYargsMessage', () => {
+  it('names options as typed: unknown ones, missing values, conflicts; a hint only where given', () => {
+    expect(explainYargsMessage(['-vx', 'make'], 'Unknown argument: x', 'after --')).toBe(
+      "unknown option '-x' (after --)",
+    );
+    expect(explainYargsMessage(['--frob=3', '--zap'], 'Unknown arguments: frob, zap')).toBe(
+      "unknown options '--frob', '--zap'",
+    );
+    expect(explainYargsMessage(['--tokens'], 'Not enough arguments following: tokens')).toBe(
+      '--tokens needs a value',
+    );
+    expect(
+      explainYargsMessage(
+        ['--device', 'a', '--jobserver', 'b'],
+        'Arguments device and jobserver are mutually exclusive',
+      ),
+    ).toBe('give one of --device and --jobserver');
+    expect(explainYargsMessage([], 'Unknown command: stauts')).toBe('Unknown command: stauts');
   });
 });

@@ -4,60 +4,21 @@
 // source tree in a throw-away prefix made by Portage's own test harness
 // (test/fixtures/portage-playground.py). Nothing of Portage is copied into
 // the project.
-import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync, symlinkSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { portageSource as sharedPortageSource } from '@steve/test-support';
 import { execaSync } from 'execa';
 import { PACKAGE, REPO, tempDir } from './helpers.js';
 
 /** The interpreter Debian's pytest-xdist is installed for; Portage runs on it too. */
 export const SYSTEM_PYTHON = '/usr/bin/python3';
 
-function peersDir(): string {
-  const dir = process.env.STEVE_PEERS_DIR ?? resolve(REPO, '..', 'shared', 'peers');
-  if (!existsSync(join(dir, 'SHA256SUMS'))) {
-    throw new Error(
-      `the Portage test peers are not at ${dir} (no SHA256SUMS): put them there or set STEVE_PEERS_DIR`,
-    );
-  }
-  return dir;
-}
-
-const sources = new Map<string, string>();
-
 /**
- * An unpacked Portage release, as a git checkout of its release tag: run
- * from a source tree, Portage takes its version from `git describe`
- * (`portage-3.0.82` → "Portage 3.0.82"), else it says "Portage HEAD".
+ * An unpacked Portage release (@steve/test-support's portageSource), in a
+ * temp dir that removeTempDirs() removes.
  */
 export function portageSource(version: string): string {
-  const known = sources.get(version);
-  if (known !== undefined) return known;
-  const peers = peersDir();
-  const tarball = `portage-${version}.tar.xz`;
-  const sums = readFileSync(join(peers, 'SHA256SUMS'), 'utf8');
-  const expected = new RegExp(`^([0-9a-f]{64})\\s+${tarball.replace(/\./g, '\\.')}$`, 'm').exec(
-    sums,
-  )?.[1];
-  if (expected === undefined) throw new Error(`${tarball} is not in ${peers}/SHA256SUMS`);
-  const actual = createHash('sha256')
-    .update(readFileSync(join(peers, tarball)))
-    .digest('hex');
-  if (actual !== expected) throw new Error(`${tarball}: sha256 ${actual}, expected ${expected}`);
-  const dir = tempDir(`portage-${version}-`);
-  execaSync('tar', ['-xJf', join(peers, tarball), '-C', dir]);
-  const tree = join(dir, `portage-${version}`);
-  const git = (...args: string[]): void => {
-    execaSync('git', ['-c', 'user.name=steve tests', '-c', 'user.email=tests@invalid', ...args], {
-      cwd: tree,
-    });
-  };
-  git('init', '-q');
-  git('add', '-A');
-  git('commit', '-q', '-m', `portage ${version} release tarball`);
-  git('tag', '-a', '-m', version, `portage-${version}`);
-  sources.set(version, tree);
-  return tree;
+  return sharedPortageSource(version, tempDir);
 }
 
 export interface PackageSpec {

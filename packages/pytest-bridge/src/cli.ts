@@ -148,7 +148,7 @@ export async function main(
     const { action, output } = await parse(argv);
     if (action === null) {
       // No command. Not yargs' demandCommand: it would win over strict's
-      // "Unknown argument: bogus" for `steve-pytest --bogus`.
+      // "unknown option '--bogus'" for `steve-pytest --bogus`.
       if (output === '') throw new UsageError(`a command is needed: ${COMMANDS.join(', ')}`);
       // --help or --version: yargs wrote nothing, it hands the text back.
       out(output.endsWith('\n') ? output : `${output}\n`);

@@ -187,9 +187,9 @@ describe('steve-pytest command line', () => {
     for (const [args, message] of [
       [['evn'], "Unknown command: evn; did you mean 'steve-pytest env'?"],
       [['isntall', '--user'], "did you mean 'steve-pytest install'?"],
-      [['env', '--bogus'], 'Unknown argument: bogus'],
+      [['env', '--bogus'], "unknown option '--bogus'"],
       // Not "a command is needed": the option is what is wrong.
-      [['--bogus'], 'Unknown argument: bogus'],
+      [['--bogus'], "unknown option '--bogus'"],
       [['install', '--python'], 'python'],
       [['path', 'extra'], 'extra'],
       [[], 'a command is needed'],

@@ -12,43 +12,6 @@ import { NoPoolError } from '../pool.js';
 /** A command line that cannot be right (exit 2, like every steve CLI); the message says why. */
 export { UsageError };
 
-/**
- * Run a yargs parse of `argv`; yargs' "Unknown argument(s): frobnicate"
- * becomes "unknown option '--frobnicate'" as typed (`-x` of a `-vx`), with
- * `hint` saying where a command's own options go, and "Not enough
- * arguments following: tokens" becomes "--tokens needs a value", yargs'
- * conflicts "give one of --jobserver and --device".
- */
-export function explainUnknownOptions<T>(argv: readonly string[], hint: string, parse: () => T): T {
-  try {
-    return parse();
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    const missing = /^Not enough arguments following: (.*)$/.exec(error.message);
-    if (missing) throw new UsageError(`${typedOption(argv, missing[1] as string)} needs a value`);
-    const both = /^Arguments (\S+) and (\S+) are mutually exclusive$/.exec(error.message);
-    if (both) {
-      const [a, b] = [both[1] as string, both[2] as string].map((name) => typedOption(argv, name));
-      throw new UsageError(`give one of ${a} and ${b}`);
-    }
-    const unknown = /^Unknown arguments?: (.*)$/.exec(error.message);
-    if (!unknown) throw error;
-    const typed = (unknown[1] as string).split(', ').map((name) => typedOption(argv, name));
-    const list = typed.map((word) => `'${word}'`).join(', ');
-    throw new UsageError(`unknown option${typed.length === 1 ? '' : 's'} ${list} (${hint})`);
-  }
-}
-
-/** The word of `argv` yargs means by the unknown option `name`. */
-function typedOption(argv: readonly string[], name: string): string {
-  for (const word of argv) {
-    if (word === '--') break;
-    const option = word.split('=')[0] as string;
-    if (option === name || option === `--${name}` || option === `-${name}`) return option;
-  }
-  return name.startsWith('-') ? name : name.length === 1 ? `-${name}` : `--${name}`;
-}
-
 /** The message and exit status for an error the wrappers expect, or null for a bug. */
 export function describeFailure(error: unknown): { message: string; status: number } | null {
   if (error instanceof UsageError) return { message: error.message, status: USAGE_EXIT_CODE };

@@ -40,7 +40,7 @@ import {
   shellQuote,
 } from '../portage.js';
 import { USAGE_EXIT_CODE, command } from '@steve/cli';
-import { UsageError, explainUnknownOptions, runMain } from './common.js';
+import { UsageError, runMain } from './common.js';
 
 /** What `emerge-shim --help` prints above the options. */
 export const EMERGE_SHIM_USAGE = `usage: emerge-shim [SHIM OPTIONS] [--] EMERGE ARGS…
@@ -120,42 +120,43 @@ export function parseEmergeShimArgs(argv: readonly string[]): EmergeShimOptions 
   }
   const shim = argv.slice(0, i);
   const emergeArgs = argv[i] === '--' ? argv.slice(i + 1) : argv.slice(i);
-  const parsed = explainUnknownOptions(
+  const parsed = command(
+    'emerge-shim',
+    import.meta.url,
     shim,
-    "emerge's own options go after the shim's, or after --",
-    () =>
-      command('emerge-shim', import.meta.url, shim, { 'camel-case-expansion': false })
-        .usage(EMERGE_SHIM_USAGE)
-        .epilog(EMERGE_SHIM_EPILOG)
-        .option('jobserver', {
-          type: 'string',
-          requiresArg: true,
-          describe:
-            "the pool: fifo:PATH or a PATH (else $STEVE_JOBSERVER, else the daemon's control socket, else /dev/steve, /run/steve/jobserver)",
-        })
-        .option('control', {
-          type: 'string',
-          requiresArg: true,
-          describe: `the daemon's control socket, for the pool and its size (default $STEVE_CONTROL, else ${DEFAULT_CONTROL_SOCKET_PATH})`,
-        })
-        .option('emerge', {
-          type: 'string',
-          requiresArg: true,
-          default: 'emerge',
-          describe: 'the emerge to run (default: emerge on PATH)',
-        })
-        .option('print-env', {
-          type: 'boolean',
-          describe: 'print what would be set and the emerge command line, run nothing',
-        })
-        .option('print-make-conf', {
-          type: 'boolean',
-          describe:
-            'print make.conf lines that do the same without emerge-shim (needs neither emerge nor a running daemon)',
-        })
-        .conflicts('print-env', 'print-make-conf')
-        .parseSync(),
-  );
+    { 'camel-case-expansion': false },
+    { unknownOptionHint: "emerge's own options go after the shim's, or after --" },
+  )
+    .usage(EMERGE_SHIM_USAGE)
+    .epilog(EMERGE_SHIM_EPILOG)
+    .option('jobserver', {
+      type: 'string',
+      requiresArg: true,
+      describe:
+        "the pool: fifo:PATH or a PATH (else $STEVE_JOBSERVER, else the daemon's control socket, else /dev/steve, /run/steve/jobserver)",
+    })
+    .option('control', {
+      type: 'string',
+      requiresArg: true,
+      describe: `the daemon's control socket, for the pool and its size (default $STEVE_CONTROL, else ${DEFAULT_CONTROL_SOCKET_PATH})`,
+    })
+    .option('emerge', {
+      type: 'string',
+      requiresArg: true,
+      default: 'emerge',
+      describe: 'the emerge to run (default: emerge on PATH)',
+    })
+    .option('print-env', {
+      type: 'boolean',
+      describe: 'print what would be set and the emerge command line, run nothing',
+    })
+    .option('print-make-conf', {
+      type: 'boolean',
+      describe:
+        'print make.conf lines that do the same without emerge-shim (needs neither emerge nor a running daemon)',
+    })
+    .conflicts('print-env', 'print-make-conf')
+    .parseSync();
   return {
     jobserver: parsed.jobserver,
     control: parsed.control,

@@ -46,7 +46,7 @@ import { ExitCode } from '../exit-codes.js';
 import { NoPoolError, START_HINT, findPool, parsePoolSpec } from '../pool.js';
 import { runWithoutToken } from '../plain-run.js';
 import { USAGE_EXIT_CODE, command, count } from '@steve/cli';
-import { UsageError, explainUnknownOptions, runMain } from './common.js';
+import { UsageError, runMain } from './common.js';
 
 /** What `steve-job --help` prints above the options. */
 export const STEVE_JOB_USAGE = `usage: steve-job [OPTIONS] [--] CMD ARGS…
@@ -86,60 +86,64 @@ export interface SteveJobOptions {
  * Errors: UsageError (unknown option, bad value, no command).
  */
 export function parseSteveJobArgs(argv: readonly string[]): SteveJobOptions {
-  const parsed = explainUnknownOptions(argv, `CMD's own options go after it: ${CMD_AFTER}`, () =>
-    command('steve-job', import.meta.url, argv, {
+  const parsed = command(
+    'steve-job',
+    import.meta.url,
+    argv,
+    {
       'halt-at-non-option': true,
       'populate--': true,
       'boolean-negation': false, // --no-wait is an option of its own
       'camel-case-expansion': false,
+    },
+    { unknownOptionHint: `CMD's own options go after it: ${CMD_AFTER}` },
+  )
+    .usage(STEVE_JOB_USAGE)
+    .epilog(STEVE_JOB_EPILOG)
+    .option('jobserver', {
+      type: 'string',
+      requiresArg: true,
+      describe: 'the pool: fifo:PATH, R,W (inherited descriptors) or a PATH',
     })
-      .usage(STEVE_JOB_USAGE)
-      .epilog(STEVE_JOB_EPILOG)
-      .option('jobserver', {
-        type: 'string',
-        requiresArg: true,
-        describe: 'the pool: fifo:PATH, R,W (inherited descriptors) or a PATH',
-      })
-      .option('device', {
-        type: 'string',
-        requiresArg: true,
-        describe: "the pool's device or file (same as --jobserver fifo:PATH)",
-      })
-      .conflicts('jobserver', 'device')
-      .option('tokens', {
-        ...count('--tokens', { min: 1 }),
-        default: 1,
-        describe:
-          "tokens to hold while CMD runs (1: CMD's own slot; in a pool inherited from MAKEFLAGS the first is the slot the parent holds for this job, so N-1 are taken); more than the pool has is an error",
-      })
-      .option('no-wait', {
-        type: 'boolean',
-        default: false,
-        describe: `exit ${ExitCode.noTokenFree} at once when the tokens are not free now`,
-      })
-      .option('style', {
-        choices: ['fifo', 'pipe', 'auto'] as const,
-        default: 'auto' as const,
-        describe:
-          'how CMD gets the pool: fifo (make >= 4.4, cargo, ninja), pipe (an inherited descriptor, make < 4.4), auto (pipe for GNU make older than 4.4)',
-      })
-      .option('fallback', {
-        choices: ['run'] as const,
-        describe: 'with no pool reachable, run CMD without a token (and say so)',
-      })
-      .option('control', {
-        type: 'string',
-        requiresArg: true,
-        describe: `the daemon's control socket (default $STEVE_CONTROL, else ${DEFAULT_CONTROL_SOCKET_PATH})`,
-      })
-      .option('verbose', {
-        alias: 'v',
-        type: 'boolean',
-        default: false,
-        describe: 'say which pool and how many tokens',
-      })
-      .parseSync(),
-  );
+    .option('device', {
+      type: 'string',
+      requiresArg: true,
+      describe: "the pool's device or file (same as --jobserver fifo:PATH)",
+    })
+    .conflicts('jobserver', 'device')
+    .option('tokens', {
+      ...count('--tokens', { min: 1 }),
+      default: 1,
+      describe:
+        "tokens to hold while CMD runs (1: CMD's own slot; in a pool inherited from MAKEFLAGS the first is the slot the parent holds for this job, so N-1 are taken); more than the pool has is an error",
+    })
+    .option('no-wait', {
+      type: 'boolean',
+      default: false,
+      describe: `exit ${ExitCode.noTokenFree} at once when the tokens are not free now`,
+    })
+    .option('style', {
+      choices: ['fifo', 'pipe', 'auto'] as const,
+      default: 'auto' as const,
+      describe:
+        'how CMD gets the pool: fifo (make >= 4.4, cargo, ninja), pipe (an inherited descriptor, make < 4.4), auto (pipe for GNU make older than 4.4)',
+    })
+    .option('fallback', {
+      choices: ['run'] as const,
+      describe: 'with no pool reachable, run CMD without a token (and say so)',
+    })
+    .option('control', {
+      type: 'string',
+      requiresArg: true,
+      describe: `the daemon's control socket (default $STEVE_CONTROL, else ${DEFAULT_CONTROL_SOCKET_PATH})`,
+    })
+    .option('verbose', {
+      alias: 'v',
+      type: 'boolean',
+      default: false,
+      describe: 'say which pool and how many tokens',
+    })
+    .parseSync();
   const rest = [...parsed._.map(String), ...((parsed['--'] as string[] | undefined) ?? [])];
   const [commandName, ...args] = rest;
   if (commandName === undefined) throw new UsageError(`no command given (${CMD_AFTER})`);
