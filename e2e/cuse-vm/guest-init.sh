@@ -1,6 +1,7 @@
 #!/bin/busybox sh
 # /init of the test VM's initramfs (busybox only). run.sh copies it in with
-# /etc/cuse-vm.conf (REPO=the host repo path) and the kernel modules listed
+# /etc/cuse-vm.conf (REPO=the host repo path, and the paths of the host's
+# make 4.4.1, cargo and rustc for the checks) and the kernel modules listed
 # in /modules/order, in load order.
 #
 # It loads virtio/9p/overlay/fuse/cuse, builds the root "host / over 9p,
@@ -54,6 +55,9 @@ mount -t tmpfs tmpfs /newroot/tmp
 mkdir -p "/newroot$REPO"
 mount -t 9p -o trans=virtio,version=9p2000.L,cache=loose,ro repo "/newroot$REPO" ||
 	die "mounting the repo share failed"
+
+# The checks read the host's tool paths from it (MAKE441, CARGO, RUSTC).
+cp /etc/cuse-vm.conf /newroot/run/cuse-vm.conf
 
 echo "cuse-vm init: running the checks at uptime $(cut -d' ' -f1 /newroot/proc/uptime) s"
 chroot /newroot /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

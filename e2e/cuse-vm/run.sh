@@ -4,20 +4,24 @@
 # The development hosts have FUSE but no CUSE, so this boots Debian 12's own
 # kernel (where cuse is a module) in qemu (TCG, no KVM needed) with a busybox
 # initramfs. The guest sees the host's / read-only over 9p under a tmpfs
-# overlay, so it runs the repo's built daemon with the host's node, make and
-# python3; a second, writable 9p share brings the results back.
+# overlay, so it runs the repo's built daemon with the host's node, make,
+# python3 and the real clients (make 4.4.1, cargo, pytest-xdist); a second,
+# writable 9p share brings the results back.
 # See README.md next to this file.
 #
 # Needs: root (apt-get, and qemu reads all of / to share it), the Debian
-# archive, a built repo (pnpm install && pnpm build).
-# Env: CUSE_VM_TIMEOUT (seconds for the whole VM run, default 180);
+# archive, a built repo (pnpm install && pnpm build); for the real clients
+# GNU make 4.4.1 (scripts/build-make-4.4.1.sh builds and caches it), a Rust
+# toolchain whose cargo knows fifo: auth (rustup's, ~/.cargo/bin) and
+# python3-pytest-xdist.
+# Env: CUSE_VM_TIMEOUT (seconds for the whole VM run, default 900);
 # CUSE_VM_KEEP=1 keeps the work dir (console log, daemon logs, initramfs).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache=$repo/vm-cache
-timeout_s=${CUSE_VM_TIMEOUT:-180}
+timeout_s=${CUSE_VM_TIMEOUT:-900}
 # Load order resolved from each module's `depends=` (see PITFALLS.md).
 modules=(virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio virtio_pci
 	9pnet 9pnet_virtio netfs fscache 9p overlay fuse cuse)
@@ -95,12 +99,44 @@ trap cleanup EXIT
 mkdir -p "$results" "$work/initramfs"/{bin,dev,proc,sys,etc,modules}
 chmod 0777 "$results"
 
+# --- the real clients the guest runs (from the host's /, read-only) ---------
+# GNU make 4.4.1 (Debian 12 has 4.3): built once from Debian trixie's source
+# and cached by scripts/build-make-4.4.1.sh, which prints its path.
+t0=$(date +%s.%N)
+make441=
+if make441=$(bash "$repo/scripts/build-make-4.4.1.sh" 2>"$work/build-make-4.4.1.log" | tail -n 1) &&
+	[[ -x $make441 ]]; then
+	say "GNU make 4.4.1: $make441 ($(since "$t0") s)"
+else
+	# The guest records the make 4.4.1 checks as failed.
+	say "scripts/build-make-4.4.1.sh failed ($(tail -c 300 "$work/build-make-4.4.1.log" | tr "\n" " "))"
+	make441=
+fi
+# cargo and rustc: the toolchain's own binaries (rustup's proxies would
+# re-resolve the toolchain on every rustc run, slowly under TCG).
+cargo_bin= rustc_bin=
+rustc_cmd=$(PATH="${HOME:-/root}/.cargo/bin:$PATH" command -v rustc || true)
+if [[ -n $rustc_cmd ]] && sysroot=$("$rustc_cmd" --print sysroot 2>/dev/null) &&
+	[[ -x $sysroot/bin/cargo && -x $sysroot/bin/rustc ]]; then
+	cargo_bin=$sysroot/bin/cargo
+	rustc_bin=$sysroot/bin/rustc
+	say "cargo: $("$cargo_bin" --version)"
+else
+	say "no cargo/rustc toolchain found (the guest records the cargo checks as failed)"
+fi
+
 t0=$(date +%s.%N)
 initramfs=$work/initramfs
 cp "$busybox" "$initramfs/bin/busybox"
 cp "$here/guest-init.sh" "$initramfs/init"
 chmod 0755 "$initramfs/init"
-printf "REPO='%s'\n" "${repo//\'/\'\\\'\'}" >"$initramfs/etc/cuse-vm.conf"
+conf() { printf "%s='%s'\n" "$1" "${2//\'/\'\\\'\'}"; }
+{
+	conf REPO "$repo"
+	conf MAKE441 "$make441"
+	conf CARGO "$cargo_bin"
+	conf RUSTC "$rustc_bin"
+} >"$initramfs/etc/cuse-vm.conf"
 for module in "${modules[@]}"; do
 	ko=$(find "$kroot/lib/modules/$kver/kernel" -name "$module.ko" -o -name "$module.ko.xz" | head -n 1)
 	if [[ -z $ko ]]; then
@@ -143,6 +179,9 @@ set -e
 boot_s=$(since "$t0")
 say "VM ran for $boot_s s (qemu exit $qemu_status)"
 grep -ao 'cuse-vm init: .*' "$console" | sed 's/^/  guest: /' || true
+if [[ -s $results/timings.txt ]]; then
+	say "guest timings (s): $(tr '\n' ' ' <"$results/timings.txt")"
+fi
 
 # --- report -------------------------------------------------------------------
 checks=$results/checks.txt
@@ -170,6 +209,13 @@ if [[ -n $problem ]]; then
 		if [[ -s $results/$log ]]; then
 			echo "--- $log (tail):"
 			tail -n 30 "$results/$log"
+		fi
+	done
+	# What the clients' scenarios said on stderr (a traceback, a tool's complaint).
+	for log in "$results"/*.stderr; do
+		if [[ $log != */daemon.stderr && -s $log ]]; then
+			echo "--- ${log##*/} (tail):"
+			tail -n 15 "$log"
 		fi
 	done
 fi
