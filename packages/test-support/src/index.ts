@@ -1,12 +1,19 @@
 /**
  * Helpers shared by the test suites (e2e and the packages' own tests):
- * waiting for an event with a deadline, the stamps observer, and a
- * generated cargo workspace whose build scripts sleep and stamp.
+ * waiting for an event with a deadline, the stamps observer, a generated
+ * cargo workspace whose build scripts sleep and stamp, and the project's
+ * test peers (real Portage releases, unpacked from ../shared/peers).
  */
 
-import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { type ChildProcess, execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository's root (this file is packages/test-support/{src,dist}/index.*). */
+const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 /** Poll `check` (2 ms, doubling to 50 ms) until it gives a value, or fail after the deadline. */
 export async function waitFor<T>(
@@ -151,4 +158,63 @@ export function seededRandom(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/**
+ * The project's test peers (third-party releases the tests unpack and run):
+ * `../shared/peers` beside the checkout, or `$STEVE_PEERS_DIR`; checked by
+ * their SHA256SUMS.
+ */
+export function peersDir(): string {
+  const dir = process.env.STEVE_PEERS_DIR ?? resolve(REPO_ROOT, '..', 'shared', 'peers');
+  if (!existsSync(join(dir, 'SHA256SUMS'))) {
+    throw new Error(
+      `the Portage test peers are not at ${dir} (no SHA256SUMS): put them there or set STEVE_PEERS_DIR`,
+    );
+  }
+  return dir;
+}
+
+const portageSources = new Map<string, string>();
+
+/**
+ * An unpacked Portage release from the test peers (checked against
+ * SHA256SUMS), as a git checkout of its release tag: run from a source
+ * tree, Portage takes its version from `git describe` (`portage-3.0.82` →
+ * "Portage 3.0.82"), else it says "Portage HEAD". Unpacked once per process
+ * into a directory from `makeTempDir` (default: a new one in the system's
+ * temp dir, which the caller removes).
+ */
+export function portageSource(
+  version: string,
+  makeTempDir: (prefix: string) => string = (prefix) => mkdtempSync(join(tmpdir(), prefix)),
+): string {
+  const known = portageSources.get(version);
+  if (known !== undefined && existsSync(known)) return known;
+  const peers = peersDir();
+  const tarball = `portage-${version}.tar.xz`;
+  const sums = readFileSync(join(peers, 'SHA256SUMS'), 'utf8');
+  const expected = new RegExp(`^([0-9a-f]{64})\\s+${tarball.replace(/\./g, '\\.')}$`, 'm').exec(
+    sums,
+  )?.[1];
+  if (expected === undefined) throw new Error(`${tarball} is not in ${peers}/SHA256SUMS`);
+  const actual = createHash('sha256')
+    .update(readFileSync(join(peers, tarball)))
+    .digest('hex');
+  if (actual !== expected) throw new Error(`${tarball}: sha256 ${actual}, expected ${expected}`);
+  const dir = makeTempDir(`portage-${version}-`);
+  execFileSync('tar', ['-xJf', join(peers, tarball), '-C', dir]);
+  const tree = join(dir, `portage-${version}`);
+  const git = (...args: string[]): void => {
+    execFileSync('git', ['-c', 'user.name=steve tests', '-c', 'user.email=tests@invalid', ...args], {
+      cwd: tree,
+      stdio: 'ignore',
+    });
+  };
+  git('init', '-q');
+  git('add', '-A');
+  git('commit', '-q', '-m', `portage ${version} release tarball`);
+  git('tag', '-a', '-m', version, `portage-${version}`);
+  portageSources.set(version, tree);
+  return tree;
 }
