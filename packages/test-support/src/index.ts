@@ -206,10 +206,14 @@ export function portageSource(
   execFileSync('tar', ['-xJf', join(peers, tarball), '-C', dir]);
   const tree = join(dir, `portage-${version}`);
   const git = (...args: string[]): void => {
-    execFileSync('git', ['-c', 'user.name=steve tests', '-c', 'user.email=tests@invalid', ...args], {
-      cwd: tree,
-      stdio: 'ignore',
-    });
+    execFileSync(
+      'git',
+      ['-c', 'user.name=steve tests', '-c', 'user.email=tests@invalid', ...args],
+      {
+        cwd: tree,
+        stdio: 'ignore',
+      },
+    );
   };
   git('init', '-q');
   git('add', '-A');
