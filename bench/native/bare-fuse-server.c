@@ -1,10 +1,15 @@
 /*
- * The floor of what a FUSE jobserver can do on this machine: a bare
- * single-threaded libfuse3 low-level server with one file, `jobserver`,
- * whose reads take a token from a counter (EAGAIN when empty) and whose
- * writes put bytes back. No accounting, no queue, no poll: written only to
- * measure the FUSE round trip with the same client as steve's front
- * (`pnpm bench tokens`).
+ * The naive C reference of `pnpm bench tokens`: a bare single-threaded
+ * libfuse3 low-level server driven by fuse_session_loop (blocking reads of
+ * /dev/fuse), with one file, `jobserver`, whose reads take a token from a
+ * counter (EAGAIN when empty) and whose writes put bytes back. No
+ * accounting, no queue, no poll.
+ *
+ * It is NOT a floor and not the baseline: its strategy differs from the
+ * daemon's (which polls a non-blocking fd from its event loop), its FOPEN
+ * flags lack FOPEN_STREAM, its attributes have a 0 s timeout, and it has
+ * measured anywhere from a third to three times the daemon's rate. The
+ * baseline is fair-fuse-server.c; this one is kept for reference.
  *
  *   bare-fuse-server MOUNTDIR TOKENS
  */

@@ -34,7 +34,18 @@ for (const name of selected) {
     console.log(`wrote ${join('bench', 'results', 'sched.json')} and sched.md`);
   }
   if (name === 'tokens') {
-    const result = await runTokensBench();
+    // Optional knobs for a quick look: BENCH_TOKENS_ROUNDS=3 BENCH_TOKENS_SECONDS=1 ...
+    const env = (name: string): number | undefined =>
+      process.env[name] === undefined ? undefined : Number(process.env[name]);
+    const knobs = {
+      rounds: env('BENCH_TOKENS_ROUNDS'),
+      secondsPerRound: env('BENCH_TOKENS_SECONDS'),
+      wakeRounds: env('BENCH_TOKENS_WAKE_ROUNDS'),
+      wakeSamples: env('BENCH_TOKENS_WAKE_SAMPLES'),
+    };
+    const result = await runTokensBench(
+      Object.fromEntries(Object.entries(knobs).filter(([, v]) => v !== undefined)),
+    );
     const markdown = tokensMarkdown(result);
     console.log(markdown);
     writeFileSync(join(resultsDir, 'tokens.json'), `${JSON.stringify(result, null, 2)}\n`);

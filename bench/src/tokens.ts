@@ -1,12 +1,23 @@
 /**
  * `pnpm bench tokens`: what a client sees through steve's FUSE front, beside
- * a plain kernel fifo and a bare single-threaded C libfuse3 server (the floor
- * of the FUSE path), all with the same python3 client in the same run.
+ * a plain kernel fifo (the physical limit) and two single-threaded C
+ * libfuse3 servers, all with the same python3 client in the same run:
  *
- * - acquire+release pairs per second (one process: read 1 byte, write it back);
- * - wake-up latency: release -> a blocked reader returns; release -> a
- *   poller's select returns (one token, two processes);
- * - the daemon's CPU time while idle.
+ * - naive C (bench/native/bare-fuse-server.c): fuse_session_loop, blocking
+ *   reads of /dev/fuse; for reference only, it is not a floor;
+ * - fair C (bench/native/fair-fuse-server.c): the daemon's own strategy
+ *   without JavaScript (non-blocking fd under epoll, one reused buffer, no
+ *   splice, the same mount options and FOPEN flags): the baseline.
+ *
+ * Measured:
+ * - acquire+release pairs per second (one process: read 1 byte, write it
+ *   back) in R interleaved rounds, the four targets in rotating order each
+ *   round; steve / fair C is a ratio per round, judged on the median;
+ * - wake-up latency (release -> a blocked reader returns; -> a poller's
+ *   select returns) with no added load and with 2 CPU hogs at our nice
+ *   level, and under load with scheduling hints applied to the daemon from
+ *   outside (renice, taskset, chrt), all variants interleaved;
+ * - the daemon's CPU time while idle, before any client and after all.
  */
 
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -15,13 +26,36 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   readFileSync,
   rmSync,
   writeSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  type RatioSummary,
+  type Spread,
+  type Verdict,
+  cpuBusyShare,
+  cpuTicksFromStat,
+  cpuTicksWithChildrenFromStat,
+  cpuStealShare,
+  cpuUsPerPair,
+  schedstatRunNs,
+  foreignBusyShare,
+  latencyStats,
+  roundsLatency,
+  roundsLatencyVerdict,
+  type RoundsLatency,
+  perRoundRatios,
+  ratioSummary,
+  rotation,
+  spread,
+} from './rounds.js';
+
+export type { LatencyStats } from './rounds.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const BENCH = join(HERE, '..');
@@ -29,31 +63,146 @@ const REPO = join(BENCH, '..');
 const DAEMON_BIN = join(REPO, 'packages', 'steve-daemon', 'bin', 'steve-daemon.js');
 const PYTHON = '/usr/bin/python3';
 
-export interface LatencyStats {
+/** steve / fair C, median of the per-round ratios. */
+export const RATE_TARGET = 0.9;
+export const BLOCKED_P99_TARGET_MS = 1;
+export const POLLER_P99_TARGET_MS = 2;
+
+export const PAIRS_TARGETS = ['fifo', 'naiveC', 'fairC', 'steve'] as const;
+export type PairsTarget = (typeof PAIRS_TARGETS)[number];
+export type ServerTarget = Exclude<PairsTarget, 'fifo'>;
+export const SERVER_TARGETS: readonly ServerTarget[] = ['naiveC', 'fairC', 'steve'];
+export const PAIRS_LABELS: Readonly<Record<PairsTarget, string>> = {
+  fifo: 'kernel fifo (the physical limit)',
+  naiveC: 'naive C libfuse3 server (`fuse_session_loop`, for reference)',
+  fairC: 'fair C libfuse3 server (the daemon’s strategy: epoll, one buffer, no splice)',
+  steve: 'steve-daemon FUSE front',
+};
+const SHORT: Readonly<Record<PairsTarget, string>> = {
+  fifo: 'fifo',
+  naiveC: 'naive C',
+  fairC: 'fair C',
+  steve: 'steve',
+};
+
+/** A scheduling hint applied to the daemon (all its threads) from outside. */
+export type Hint = 'none' | 'nice' | 'taskset' | 'fifo' | 'rr';
+export const HINT_LABELS: Readonly<Record<Hint, string>> = {
+  none: '—',
+  nice: '`renice -n -10`',
+  taskset: '`taskset -a -p -c LAST_CPU`',
+  fifo: '`chrt -a -f -p 1` (SCHED_FIFO 1)',
+  rr: '`chrt -a -r -p 1` (SCHED_RR 1)',
+};
+
+export interface WakeVariant {
+  readonly id: string;
+  readonly target: 'fifo' | 'steve';
+  readonly loaded: boolean;
+  readonly hint: Hint;
+}
+
+export const WAKE_VARIANTS: readonly WakeVariant[] = [
+  { id: 'fifo', target: 'fifo', loaded: false, hint: 'none' },
+  { id: 'steve', target: 'steve', loaded: false, hint: 'none' },
+  { id: 'steve-nice', target: 'steve', loaded: false, hint: 'nice' },
+  { id: 'steve-rr', target: 'steve', loaded: false, hint: 'rr' },
+  { id: 'fifo-loaded', target: 'fifo', loaded: true, hint: 'none' },
+  { id: 'steve-loaded', target: 'steve', loaded: true, hint: 'none' },
+  { id: 'steve-loaded-nice', target: 'steve', loaded: true, hint: 'nice' },
+  { id: 'steve-loaded-taskset', target: 'steve', loaded: true, hint: 'taskset' },
+  { id: 'steve-loaded-fifo', target: 'steve', loaded: true, hint: 'fifo' },
+  { id: 'steve-loaded-rr', target: 'steve', loaded: true, hint: 'rr' },
+];
+
+/** All samples pooled, and each round's own p99 (the verdict: their median). */
+export type WakeMeasure = RoundsLatency;
+
+/**
+ * Shares of all CPUs over some stretch of the run: `other`, what other work
+ * on the machine kept busy (busy time in /proc/stat minus the CPU time of
+ * the benchmark's own processes, hogs included); `steal`, what the
+ * hypervisor withheld from our virtual CPUs.
+ */
+export interface Load {
+  readonly other: number;
+  readonly steal: number;
+}
+
+export interface WakeResult extends WakeVariant {
+  readonly blocked: WakeMeasure;
+  readonly poller: WakeMeasure;
+  readonly blockedVerdict: Verdict;
+  readonly pollerVerdict: Verdict;
+  /** Other work's share of the CPUs during this variant's rounds. */
+  readonly load: { readonly other: Spread; readonly steal: Spread };
+}
+
+export interface PairsRound {
+  readonly round: number;
+  readonly order: readonly PairsTarget[];
+  readonly pairsPerSecond: Readonly<Record<PairsTarget, number>>;
+  /** CPU time of the server process (every thread) per pair, in µs; the fifo has none. */
+  readonly serverCpuUsPerPair: Readonly<Record<ServerTarget, number>>;
+  readonly load: Load;
+}
+
+export interface TokensBenchSettings {
+  /** Interleaved pairs rounds. */
   readonly rounds: number;
-  readonly p50Ms: number;
-  readonly p99Ms: number;
-  readonly maxMs: number;
+  /** Seconds each target gets per round. */
+  readonly secondsPerRound: number;
+  /** Interleaved wake-up rounds (every variant once per round). */
+  readonly wakeRounds: number;
+  /** Wake-ups per waiter kind, variant and round. */
+  readonly wakeSamples: number;
+  /** CPU hogs (busy loops at our nice level) for the loaded variants. */
+  readonly hogs: number;
+  readonly idleSeconds: number;
 }
 
 export interface TokensBenchResult {
-  readonly pairsPerSecond: {
-    readonly fifo: number;
-    readonly bareFuse: number;
-    readonly steveFuse: number;
+  readonly settings: TokensBenchSettings;
+  readonly machine: {
+    readonly cpus: number;
+    /** Over 3 s before anything started, and 3 s after all stopped. */
+    readonly loadBefore: Load;
+    readonly loadAfter: Load;
+    readonly loadAverageBefore: readonly number[];
+    readonly loadAverageAfter: readonly number[];
+    readonly loadPairs: Load;
+    readonly loadWake: Load;
   };
-  readonly steveVsBare: number;
-  readonly steveVsFifo: number;
-  readonly wake: {
-    readonly fifoBlocked: LatencyStats;
-    readonly fifoPoller: LatencyStats;
-    readonly steveBlocked: LatencyStats;
-    readonly stevePoller: LatencyStats;
+  readonly pairs: {
+    readonly rounds: readonly PairsRound[];
+    readonly perTarget: Readonly<Record<PairsTarget, Spread>>;
+    readonly serverCpuUsPerPair: Readonly<Record<ServerTarget, Spread>>;
+    readonly steveVsFairC: RatioSummary;
+    readonly steveVsNaiveC: Spread;
+    readonly fairCVsNaiveC: Spread;
+    readonly steveVsFifo: Spread;
   };
-  readonly idleCpuTicks: number;
-  readonly idleSeconds: number;
-  readonly verdicts: Readonly<Record<string, string>>;
+  readonly wake: readonly WakeResult[];
+  readonly idle: {
+    readonly seconds: number;
+    readonly ticksBeforeClients: number;
+    readonly ticksAfterClients: number;
+  };
+  readonly verdicts: readonly VerdictLine[];
+  /** Hints under which steve met both wake-up targets, with no added load and with the hogs. */
+  readonly hintsMeetingBoth: { readonly quiet: readonly Hint[]; readonly loaded: readonly Hint[] };
 }
+
+export const DEFAULT_SETTINGS: TokensBenchSettings = {
+  rounds: 7,
+  secondsPerRound: 2,
+  wakeRounds: 5,
+  wakeSamples: 200,
+  hogs: 2,
+  idleSeconds: 5,
+};
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function waitForLine(child: ChildProcess, pattern: RegExp, deadlineMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -77,55 +226,198 @@ function waitForLine(child: ChildProcess, pattern: RegExp, deadlineMs: number): 
   });
 }
 
-function runPython(args: string[], timeoutMs = 60_000): string {
+function runPython(args: string[], timeoutMs = 120_000): string {
   const result = spawnSync(PYTHON, args, { encoding: 'utf8', timeout: timeoutMs });
-  if (result.status !== 0) throw new Error(`python3 ${args.join(' ')} failed: ${result.stderr}`);
+  if (result.status !== 0)
+    throw new Error(`python3 ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
   return result.stdout;
 }
 
-function pairsPerSecond(path: string, seconds: number): number {
+function runPairs(path: string, seconds: number): { pairs: number; seconds: number } {
   const out = runPython([join(BENCH, 'clients', 'pairs.py'), path, String(seconds)]);
   const match = /pairs (\d+) seconds ([\d.]+)/.exec(out);
   if (!match) throw new Error(`pairs.py printed: ${out}`);
-  return Number(match[1]) / Number(match[2]);
+  return { pairs: Number(match[1]), seconds: Number(match[2]) };
 }
 
-function wakeLatency(path: string, mode: 'block' | 'poll', rounds: number): LatencyStats {
-  const out = runPython([join(BENCH, 'clients', 'wake.py'), path, mode, String(rounds)], 120_000);
-  const latencies = out
+/** CPU time (ns) of every thread of a process. */
+function processCpuNs(pid: number): number {
+  let ns = 0;
+  for (const tid of threadsOf(pid)) {
+    try {
+      ns += schedstatRunNs(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8'));
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return ns;
+}
+
+/** One wake.py run: latencies in ms. */
+function wakeSamples(path: string, mode: 'block' | 'poll', samples: number): number[] {
+  const out = runPython([join(BENCH, 'clients', 'wake.py'), path, mode, String(samples)]);
+  return out
     .trim()
     .split(/\s+/)
     .map((ns) => Number(ns) / 1e6);
-  latencies.sort((a, b) => a - b);
-  const q = (p: number): number =>
-    latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? Number.NaN;
-  return {
-    rounds: latencies.length,
-    p50Ms: q(0.5),
-    p99Ms: q(0.99),
-    maxMs: latencies.at(-1) ?? Number.NaN,
-  };
 }
 
 function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]); // utime + stime
+  return cpuTicksFromStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+}
+
+/** CPU ticks of this process, its reaped children and the children still running. */
+function ourTicks(live: readonly number[]): number {
+  let ticks = cpuTicksWithChildrenFromStat(readFileSync('/proc/self/stat', 'utf8'));
+  for (const pid of live) {
+    try {
+      ticks += cpuTicks(pid);
+    } catch {
+      // gone: its time is in our children's now, once reaped
+    }
+  }
+  return ticks;
+}
+
+interface Meter {
+  readonly cpu: string;
+  readonly ours: number;
+}
+
+function cpuLine(): string {
+  return readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+}
+
+async function backgroundLoad(seconds: number): Promise<Load> {
+  const before = cpuLine();
+  await sleep(seconds * 1000);
+  const after = cpuLine();
+  return { other: cpuBusyShare(before, after), steal: cpuStealShare(before, after) };
 }
 
 function unmount(dir: string): void {
   spawnSync('umount', ['-l', dir]);
 }
 
+// ---- load and hints --------------------------------------------------------
+
+/** A busy loop that ends on its own after `bound` seconds, should we fail to kill it. */
+const HOG =
+  'import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end: pass\n';
+
+function startHogs(count: number, boundSeconds: number): ChildProcess[] {
+  const hogs: ChildProcess[] = [];
+  for (let i = 0; i < count; i++)
+    hogs.push(spawn(PYTHON, ['-c', HOG, String(boundSeconds)], { stdio: 'ignore' }));
+  return hogs;
+}
+
+async function stopHogs(hogs: ChildProcess[]): Promise<void> {
+  await Promise.all(
+    hogs.map(
+      (hog) =>
+        new Promise<void>((resolve) => {
+          if (hog.exitCode !== null || hog.signalCode !== null || hog.pid === undefined) {
+            resolve();
+            return;
+          }
+          hog.once('exit', () => resolve());
+          process.kill(hog.pid, 'SIGKILL');
+        }),
+    ),
+  );
+}
+
+function threadsOf(pid: number): string[] {
+  return readdirSync(`/proc/${pid}/task`);
+}
+
+function run(cmd: string, args: string[]): void {
+  execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** nice (stat field 19) and policy (field 41) of one thread. */
+export function schedOfStat(stat: string): { nice: number; policy: number } {
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { nice: Number(fields[16]), policy: Number(fields[38]) };
+}
+
+function schedOf(pid: number): { nice: number; policy: number; cpus: string } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return {
+    ...schedOfStat(readFileSync(`/proc/${pid}/stat`, 'utf8')),
+    cpus: /Cpus_allowed_list:\s*(\S+)/.exec(status)?.[1] ?? '?',
+  };
+}
+
+const SCHED_OTHER = 0;
+const SCHED_FIFO = 1;
+const SCHED_RR = 2;
+
+function applyHint(pid: number, hint: Hint, cpuCount: number): void {
+  const last = String(cpuCount - 1);
+  if (hint === 'nice') run('renice', ['-n', '-10', '-p', ...threadsOf(pid)]);
+  if (hint === 'taskset') run('taskset', ['-a', '-p', '-c', last, String(pid)]);
+  if (hint === 'fifo') run('chrt', ['-a', '-f', '-p', '1', String(pid)]);
+  if (hint === 'rr') run('chrt', ['-a', '-r', '-p', '1', String(pid)]);
+  // Check that the main thread (the one serving /dev/fuse) got it.
+  const s = schedOf(pid);
+  const ok =
+    hint === 'none' ||
+    (hint === 'nice' && s.nice === -10) ||
+    (hint === 'taskset' && s.cpus === last) ||
+    (hint === 'fifo' && s.policy === SCHED_FIFO) ||
+    (hint === 'rr' && s.policy === SCHED_RR);
+  if (!ok) throw new Error(`hint ${hint} did not take: ${JSON.stringify(s)}`);
+}
+
+function clearHints(pid: number, cpuCount: number): void {
+  run('chrt', ['-a', '-o', '-p', '0', String(pid)]);
+  run('renice', ['-n', '0', '-p', ...threadsOf(pid)]);
+  run('taskset', ['-a', '-p', '-c', `0-${cpuCount - 1}`, String(pid)]);
+  const s = schedOf(pid);
+  if (s.nice !== 0 || s.policy !== SCHED_OTHER)
+    throw new Error(`could not clear the hints: ${JSON.stringify(s)}`);
+}
+
+// ---- the run ---------------------------------------------------------------
+
 export async function runTokensBench(
-  options: { seconds?: number; rounds?: number } = {},
+  options: Partial<TokensBenchSettings> = {},
+  log: (line: string) => void = (line) => console.error(line),
 ): Promise<TokensBenchResult> {
-  const seconds = options.seconds ?? 3;
-  const rounds = options.rounds ?? 400;
+  const settings: TokensBenchSettings = { ...DEFAULT_SETTINGS, ...options };
   if (process.getuid?.() !== 0)
     throw new Error('pnpm bench tokens mounts FUSE file systems: run it as root');
+  const cpuCount = cpus().length;
+
+  const loadAverageBefore = loadavg();
+  log('tokens: background load (3 s)...');
+  const loadBefore = await backgroundLoad(3);
+
   const dir = mkdtempSync(join(tmpdir(), 'steve-bench-tokens-'));
   const cleanups: Array<() => void> = [];
+  const cleanUp = (): void => {
+    for (const cleanup of cleanups.splice(0).reverse()) {
+      try {
+        cleanup();
+      } catch {
+        // keep cleaning up
+      }
+    }
+  };
+  // Interrupted: unmount and stop what we started before going.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    cleanUp();
+    rmSync(dir, { recursive: true, force: true });
+    process.kill(process.pid, signal);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const hogs: ChildProcess[] = [];
+  cleanups.push(() => {
+    for (const hog of hogs) if (hog.pid !== undefined && hog.exitCode === null) hog.kill('SIGKILL');
+  });
   try {
     // A plain kernel fifo holding one token.
     const fifo = join(dir, 'fifo');
@@ -134,105 +426,365 @@ export async function runTokensBench(
     cleanups.push(() => closeSync(fifoFd));
     writeSync(fifoFd, '+');
 
-    // The bare C server, one token.
-    const bare = join(dir, 'bare-fuse-server');
+    // The two C servers, one token each, built here.
     const flags = execFileSync('pkg-config', ['--cflags', '--libs', 'fuse3'], { encoding: 'utf8' })
       .trim()
       .split(/\s+/);
-    execFileSync('cc', ['-O2', '-o', bare, join(BENCH, 'native', 'bare-fuse-server.c'), ...flags]);
-    const bareMount = join(dir, 'bare');
-    mkdirSync(bareMount);
-    const bareServer = spawn(bare, [bareMount, '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    cleanups.push(() => {
-      unmount(bareMount);
-      bareServer.kill('SIGKILL');
-    });
-    await waitForLine(bareServer, /ready/, 10_000);
+    const livePids: number[] = [];
+    const serverPids: number[] = [];
+    const startC = async (name: string, source: string): Promise<string> => {
+      const binary = join(dir, name);
+      execFileSync('cc', ['-O2', '-Wall', '-o', binary, join(BENCH, 'native', source), ...flags]);
+      const mount = join(dir, `${name}.mnt`);
+      mkdirSync(mount);
+      const server = spawn(binary, [mount, '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      if (server.pid === undefined) throw new Error(`cannot start ${name}`);
+      livePids.push(server.pid);
+      serverPids.push(server.pid);
+      cleanups.push(() => {
+        if (server.exitCode === null) server.kill('SIGKILL');
+        unmount(mount);
+      });
+      await waitForLine(server, /ready/, 10_000);
+      return join(mount, 'jobserver');
+    };
+    const naiveC = await startC('naive-fuse-server', 'bare-fuse-server.c');
+    const fairC = await startC('fair-fuse-server', 'fair-fuse-server.c');
+    const [naivePid, fairPid] = serverPids as [number, number];
 
-    // steve-daemon's FUSE front, one token.
+    // steve-daemon's FUSE front, one token, its control socket in our dir.
     const steveMount = join(dir, 'steve');
-    const daemon = spawn(process.execPath, [DAEMON_BIN, '-j', '1', '--fuse', steveMount], {
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
+    mkdirSync(steveMount);
+    const daemon = spawn(
+      process.execPath,
+      [DAEMON_BIN, '-j', '1', '--fuse', steveMount, '--control', join(dir, 'control.sock')],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
     cleanups.push(() => {
-      daemon.kill('SIGTERM');
+      if (daemon.exitCode === null) daemon.kill('SIGTERM');
       unmount(steveMount);
     });
     await waitForLine(daemon, /serving 1 tokens/, 20_000);
+    const daemonPid = daemon.pid as number;
     const steve = join(steveMount, 'jobserver');
-
-    // Idle CPU first, while nothing has touched the daemon.
-    const idleSeconds = 5;
-    await new Promise((r) => setTimeout(r, 500));
-    const before = cpuTicks(daemon.pid as number);
-    await new Promise((r) => setTimeout(r, idleSeconds * 1000));
-    const idleCpuTicks = cpuTicks(daemon.pid as number) - before;
-
-    const pairs = {
-      fifo: pairsPerSecond(fifo, seconds),
-      bareFuse: pairsPerSecond(join(bareMount, 'jobserver'), seconds),
-      steveFuse: pairsPerSecond(steve, seconds),
+    const paths: Record<PairsTarget, string> = { fifo, naiveC, fairC, steve };
+    const servers = [...livePids, daemonPid];
+    const serverPid: Record<ServerTarget, number> = {
+      naiveC: naivePid,
+      fairC: fairPid,
+      steve: daemonPid,
     };
-    const wake = {
-      fifoBlocked: wakeLatency(fifo, 'block', rounds),
-      fifoPoller: wakeLatency(fifo, 'poll', rounds),
-      steveBlocked: wakeLatency(steve, 'block', rounds),
-      stevePoller: wakeLatency(steve, 'poll', rounds),
+    const meter = (): Meter => ({ cpu: cpuLine(), ours: ourTicks(servers) });
+    const loadSince = (since: Meter): Load => {
+      const now = meter();
+      return {
+        other: foreignBusyShare(since.cpu, now.cpu, since.ours, now.ours),
+        steal: cpuStealShare(since.cpu, now.cpu),
+      };
     };
-    const steveVsBare = pairs.steveFuse / pairs.bareFuse;
+
+    // Idle CPU while nothing has touched the daemon.
+    const idleTicks = async (): Promise<number> => {
+      await sleep(500);
+      const before = cpuTicks(daemonPid);
+      await sleep(settings.idleSeconds * 1000);
+      return cpuTicks(daemonPid) - before;
+    };
+    log(`tokens: daemon idle before clients (${settings.idleSeconds} s)...`);
+    const ticksBeforeClients = await idleTicks();
+
+    // Pairs: every target once per round, in rotating order.
+    const rounds: PairsRound[] = [];
+    const pairsMeter = meter();
+    for (let round = 0; round < settings.rounds; round++) {
+      const order = rotation(PAIRS_TARGETS, round);
+      const roundMeter = meter();
+      const measured: Partial<Record<PairsTarget, number>> = {};
+      const cpu: Partial<Record<ServerTarget, number>> = {};
+      for (const target of order) {
+        const pid = target === 'fifo' ? undefined : serverPid[target];
+        const before = pid === undefined ? 0 : processCpuNs(pid);
+        const done = runPairs(paths[target], settings.secondsPerRound);
+        if (target !== 'fifo' && pid !== undefined)
+          cpu[target] = cpuUsPerPair(processCpuNs(pid) - before, done.pairs);
+        measured[target] = done.pairs / done.seconds;
+      }
+      const pairs = measured as Record<PairsTarget, number>;
+      const serverCpuUsPerPair = cpu as Record<ServerTarget, number>;
+      const roundLoad = loadSince(roundMeter);
+      rounds.push({
+        round: round + 1,
+        order,
+        pairsPerSecond: pairs,
+        serverCpuUsPerPair,
+        load: roundLoad,
+      });
+      log(
+        `tokens: pairs round ${round + 1}/${settings.rounds}: ` +
+          order.map((t) => `${SHORT[t]} ${Math.round(pairs[t])}`).join(', ') +
+          `; other work ${pct(roundLoad.other)}, steal ${pct(roundLoad.steal)}`,
+      );
+    }
+    const loadPairs = loadSince(pairsMeter);
+    const perRound = rounds.map((r) => r.pairsPerSecond);
+    const perTarget = Object.fromEntries(
+      PAIRS_TARGETS.map((t) => [t, spread(perRound.map((p) => p[t]))]),
+    ) as Record<PairsTarget, Spread>;
+    const cpuPerPair = Object.fromEntries(
+      SERVER_TARGETS.map((t) => [t, spread(rounds.map((r) => r.serverCpuUsPerPair[t]))]),
+    ) as Record<ServerTarget, Spread>;
+
+    // Wake-up latency: every variant once per round, in rotating order.
+    interface Slot {
+      block: number[][];
+      poll: number[][];
+      load: Load[];
+    }
+    const samples = new Map<string, Slot>(
+      WAKE_VARIANTS.map((v) => [v.id, { block: [], poll: [], load: [] }]),
+    );
+    const wakeMeter = meter();
+    for (let round = 0; round < settings.wakeRounds; round++) {
+      for (const variant of rotation(WAKE_VARIANTS, round)) {
+        const slot = samples.get(variant.id) as Slot;
+        const variantMeter = meter();
+        if (variant.loaded) {
+          hogs.push(...startHogs(settings.hogs, 120));
+          await sleep(300);
+        }
+        try {
+          if (variant.hint !== 'none') applyHint(daemonPid, variant.hint, cpuCount);
+          slot.block.push(wakeSamples(paths[variant.target], 'block', settings.wakeSamples));
+          slot.poll.push(wakeSamples(paths[variant.target], 'poll', settings.wakeSamples));
+        } finally {
+          if (variant.hint !== 'none') clearHints(daemonPid, cpuCount);
+          await stopHogs(hogs.splice(0));
+        }
+        slot.load.push(loadSince(variantMeter));
+        const last = (xs: number[][]): string => latencyStats(xs.at(-1) ?? []).p99Ms.toFixed(3);
+        log(
+          `tokens: wake round ${round + 1}/${settings.wakeRounds} ${variant.id}: p99 blocked ${last(slot.block)} ms, poller ${last(slot.poll)} ms; other work ${pct(slot.load.at(-1)?.other ?? 0)}, steal ${pct(slot.load.at(-1)?.steal ?? 0)}`,
+        );
+      }
+    }
+    const loadWake = loadSince(wakeMeter);
+    const wake: WakeResult[] = WAKE_VARIANTS.map((variant) => {
+      const slot = samples.get(variant.id) as Slot;
+      const blocked = roundsLatency(slot.block);
+      const poller = roundsLatency(slot.poll);
+      return {
+        ...variant,
+        blocked,
+        poller,
+        blockedVerdict: roundsLatencyVerdict(blocked, BLOCKED_P99_TARGET_MS),
+        pollerVerdict: roundsLatencyVerdict(poller, POLLER_P99_TARGET_MS),
+        load: {
+          other: spread(slot.load.map((l) => l.other)),
+          steal: spread(slot.load.map((l) => l.steal)),
+        },
+      };
+    });
+
+    log(`tokens: daemon idle after clients (${settings.idleSeconds} s)...`);
+    const ticksAfterClients = await idleTicks();
+
+    const steveVsFairC = ratioSummary(perRoundRatios(perRound, 'steve', 'fairC'), RATE_TARGET);
+    const verdicts = tokensVerdicts(steveVsFairC, wake, settings.hogs, {
+      ticksBeforeClients,
+      ticksAfterClients,
+    });
+
+    cleanUp();
+    await sleep(300);
+    log('tokens: background load after (3 s)...');
+    const loadAfter = await backgroundLoad(3);
     return {
-      pairsPerSecond: pairs,
-      steveVsBare,
-      steveVsFifo: pairs.steveFuse / pairs.fifo,
+      settings,
+      machine: {
+        cpus: cpuCount,
+        loadBefore,
+        loadAfter,
+        loadAverageBefore,
+        loadAverageAfter: loadavg(),
+        loadPairs,
+        loadWake,
+      },
+      pairs: {
+        rounds,
+        perTarget,
+        serverCpuUsPerPair: cpuPerPair,
+        steveVsFairC,
+        steveVsNaiveC: spread(perRoundRatios(perRound, 'steve', 'naiveC')),
+        fairCVsNaiveC: spread(perRoundRatios(perRound, 'fairC', 'naiveC')),
+        steveVsFifo: spread(perRoundRatios(perRound, 'steve', 'fifo')),
+      },
       wake,
-      idleCpuTicks,
-      idleSeconds,
-      verdicts: {
-        rate: steveVsBare >= 0.65 ? 'met' : 'MISSED',
-        blockedWake: wake.steveBlocked.p99Ms < 1 ? 'met' : 'MISSED',
-        pollerWake: wake.stevePoller.p99Ms < 2 ? 'met' : 'MISSED',
-        idle: idleCpuTicks === 0 ? 'met' : 'MISSED',
+      idle: { seconds: settings.idleSeconds, ticksBeforeClients, ticksAfterClients },
+      verdicts,
+      hintsMeetingBoth: {
+        quiet: hintsMeetingBoth(wake, false),
+        loaded: hintsMeetingBoth(wake, true),
       },
     };
   } finally {
-    for (const cleanup of cleanups.reverse()) {
-      try {
-        cleanup();
-      } catch {
-        // keep cleaning up
-      }
-    }
-    await new Promise((r) => setTimeout(r, 300));
+    cleanUp();
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    await sleep(300);
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
+// ---- verdicts ---------------------------------------------------------------
+
+export interface VerdictLine {
+  readonly what: string;
+  readonly verdict: Verdict;
+  readonly detail: string;
+}
+
+const f3 = (x: number): string => x.toFixed(3);
+
+/**
+ * The daemon's verdicts: the rate from the median of per-round ratios; the
+ * wake-up targets from steve without hints (with and without the hogs),
+ * each beside the kernel fifo's p99 in the same conditions; idle CPU
+ * before and after clients.
+ */
+export function tokensVerdicts(
+  rate: RatioSummary,
+  wake: readonly WakeResult[],
+  hogs: number,
+  idle: { ticksBeforeClients: number; ticksAfterClients: number },
+): VerdictLine[] {
+  const find = (target: 'fifo' | 'steve', loaded: boolean): WakeResult => {
+    const found = wake.find((w) => w.target === target && w.loaded === loaded && w.hint === 'none');
+    if (found === undefined) throw new Error(`no ${target} wake-up result, loaded ${loaded}`);
+    return found;
+  };
+  const detail = (steve: WakeMeasure, fifo: WakeMeasure): string =>
+    `median of per-round p99s: steve ${f3(steve.perRoundP99Ms.median)} ms, kernel fifo ${f3(fifo.perRoundP99Ms.median)} ms; p99 of all samples: steve ${f3(steve.p99Ms)} ms, kernel fifo ${f3(fifo.p99Ms)} ms`;
+  const lines: VerdictLine[] = [
+    {
+      what: `steve >= ${Math.round(rate.target * 100)}% of the fair C baseline (median of per-round ratios)`,
+      verdict: rate.verdict,
+      detail: `median ${pct(rate.median)}, min–max ${pct(rate.min)}–${pct(rate.max)}, ${rate.roundsMeetingTarget} of ${rate.n} rounds at target`,
+    },
+  ];
+  for (const loaded of [false, true]) {
+    const steve = find('steve', loaded);
+    const fifo = find('fifo', loaded);
+    const load = loaded ? `${hogs} CPU hogs` : 'no added load';
+    lines.push(
+      {
+        what: `blocked-reader wake-up p99 < ${BLOCKED_P99_TARGET_MS} ms, ${load}`,
+        verdict: steve.blockedVerdict,
+        detail: detail(steve.blocked, fifo.blocked),
+      },
+      {
+        what: `poller wake-up p99 < ${POLLER_P99_TARGET_MS} ms, ${load}`,
+        verdict: steve.pollerVerdict,
+        detail: detail(steve.poller, fifo.poller),
+      },
+    );
+  }
+  lines.push(
+    {
+      what: 'idle CPU 0 clock ticks, before any client',
+      verdict: idle.ticksBeforeClients === 0 ? 'met' : 'MISSED',
+      detail: `${idle.ticksBeforeClients} ticks`,
+    },
+    {
+      what: 'idle CPU 0 clock ticks, after all the rounds',
+      verdict: idle.ticksAfterClients === 0 ? 'met' : 'MISSED',
+      detail: `${idle.ticksAfterClients} ticks`,
+    },
+  );
+  return lines;
+}
+
+/** Hints under which steve met both wake-up targets, with the hogs running or not. */
+export function hintsMeetingBoth(wake: readonly WakeResult[], loaded: boolean): Hint[] {
+  return wake
+    .filter(
+      (w) =>
+        w.target === 'steve' &&
+        w.loaded === loaded &&
+        w.hint !== 'none' &&
+        w.blockedVerdict === 'met' &&
+        w.pollerVerdict === 'met',
+    )
+    .map((w) => w.hint);
+}
+
+// ---- the report ------------------------------------------------------------
+
+const n = (x: number): string => Math.round(x).toLocaleString('en-US');
+const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
+const ms = (x: number): string => x.toFixed(3);
+const load = (xs: readonly number[]): string => xs.map((x) => x.toFixed(2)).join(' / ');
+const loadText = (l: Load): string => `${pct(l.other)} / ${pct(l.steal)}`;
+
+function ratioLine(name: string, s: Spread): string {
+  return `${name}: median ${pct(s.median)} (IQR ${pct(s.q1)}–${pct(s.q3)}, min–max ${pct(s.min)}–${pct(s.max)})`;
+}
+
 export function tokensMarkdown(r: TokensBenchResult): string {
-  const n = (x: number): string => Math.round(x).toLocaleString('en-US');
-  const ms = (x: number): string => x.toFixed(3);
-  return [
-    '### Acquire+release pairs per second (python3 client, one process)',
+  const st = r.settings;
+  const p = r.pairs;
+  const lines: string[] = [
+    `Machine: ${r.machine.cpus} CPUs. Shares of all CPUs kept busy by other work on the machine / stolen by the hypervisor: ${loadText(r.machine.loadBefore)} in the 3 s before the run, ${loadText(r.machine.loadPairs)} during the pairs rounds, ${loadText(r.machine.loadWake)} during the wake-up rounds, ${loadText(r.machine.loadAfter)} in the 3 s after ("other work" is busy time in /proc/stat minus the CPU time of the benchmark's own processes, hogs included). Load average before ${load(r.machine.loadAverageBefore)}, after ${load(r.machine.loadAverageAfter)}.`,
     '',
-    '| target | pairs/s |',
-    '|---|---|',
-    `| kernel fifo | ${n(r.pairsPerSecond.fifo)} |`,
-    `| bare single-threaded C libfuse3 server (floor of the FUSE path) | ${n(r.pairsPerSecond.bareFuse)} |`,
-    `| steve-daemon FUSE front | ${n(r.pairsPerSecond.steveFuse)} |`,
+    `### Acquire+release pairs per second: ${st.rounds} interleaved rounds of ${st.secondsPerRound} s per target (python3 client, one process)`,
     '',
-    `steve / bare C FUSE: ${(r.steveVsBare * 100).toFixed(1)}% (target >= 65%: ${r.verdicts.rate}); steve / kernel fifo: ${(r.steveVsFifo * 100).toFixed(1)}%.`,
+    `| round | order | ${PAIRS_TARGETS.map((t) => SHORT[t]).join(' | ')} | steve / fair C | other work / steal |`,
+    `|---|---|${PAIRS_TARGETS.map(() => '---:').join('|')}|---:|---:|`,
+    ...p.rounds.map(
+      (round) =>
+        `| ${round.round} | ${round.order.map((t) => SHORT[t]).join(', ')} | ${PAIRS_TARGETS.map((t) => n(round.pairsPerSecond[t])).join(' | ')} | ${pct(round.pairsPerSecond.steve / round.pairsPerSecond.fairC)} | ${loadText(round.load)} |`,
+    ),
     '',
-    '### Wake-up latency (release -> waiter returns), one token, two processes',
+    '| target | median pairs/s | IQR | min–max | server CPU per pair, µs (median, min–max) |',
+    '|---|---:|---:|---:|---:|',
+    ...PAIRS_TARGETS.map((t) => {
+      const s = p.perTarget[t];
+      const c = t === 'fifo' ? undefined : p.serverCpuUsPerPair[t];
+      const cpuText =
+        c === undefined ? '—' : `${c.median.toFixed(1)} (${c.min.toFixed(1)}–${c.max.toFixed(1)})`;
+      return `| ${PAIRS_LABELS[t]} | ${n(s.median)} | ${n(s.q1)}–${n(s.q3)} | ${n(s.min)}–${n(s.max)} | ${cpuText} |`;
+    }),
     '',
-    '| target | waiter | rounds | p50 ms | p99 ms | max ms |',
-    '|---|---|---|---|---|---|',
-    `| kernel fifo | blocked read | ${r.wake.fifoBlocked.rounds} | ${ms(r.wake.fifoBlocked.p50Ms)} | ${ms(r.wake.fifoBlocked.p99Ms)} | ${ms(r.wake.fifoBlocked.maxMs)} |`,
-    `| kernel fifo | select + read | ${r.wake.fifoPoller.rounds} | ${ms(r.wake.fifoPoller.p50Ms)} | ${ms(r.wake.fifoPoller.p99Ms)} | ${ms(r.wake.fifoPoller.maxMs)} |`,
-    `| steve FUSE | blocked read | ${r.wake.steveBlocked.rounds} | ${ms(r.wake.steveBlocked.p50Ms)} | ${ms(r.wake.steveBlocked.p99Ms)} | ${ms(r.wake.steveBlocked.maxMs)} |`,
-    `| steve FUSE | select + read | ${r.wake.stevePoller.rounds} | ${ms(r.wake.stevePoller.p50Ms)} | ${ms(r.wake.stevePoller.p99Ms)} | ${ms(r.wake.stevePoller.maxMs)} |`,
+    `${ratioLine('steve / fair C, per round', p.steveVsFairC)}; ${p.steveVsFairC.roundsMeetingTarget} of ${p.steveVsFairC.n} rounds >= ${pct(p.steveVsFairC.target)}. Target: median >= ${pct(p.steveVsFairC.target)}: **${p.steveVsFairC.verdict}**.`,
     '',
-    `Targets: p99 < 1 ms for blocked readers (${r.verdicts.blockedWake}), < 2 ms for pollers (${r.verdicts.pollerWake}).`,
+    `${ratioLine('steve / naive C', p.steveVsNaiveC)}; ${ratioLine('fair C / naive C', p.fairCVsNaiveC)}; ${ratioLine('steve / kernel fifo', p.steveVsFifo)}.`,
     '',
-    `Daemon CPU while idle: ${r.idleCpuTicks} clock ticks in ${r.idleSeconds} s (target 0: ${r.verdicts.idle}).`,
+    `### Wake-up latency (release -> waiter returns), one token, two processes; ${st.wakeRounds} interleaved rounds of ${st.wakeSamples} wake-ups per waiter`,
     '',
-  ].join('\n');
+    `"${st.hogs} hogs": ${st.hogs} busy-loop processes at the same nice level as the daemon and the clients, started before and killed after each measurement. Hints are applied to every thread of the running daemon from outside and cleared after. "p99 per round": the median (min–max) of the rounds' own p99s, which the verdict is on (as the rate's, a median of per-round figures: a burst of host noise in one round does not decide it); p50, p99 and max of all samples pooled beside it; "other work / steal": medians over this variant's rounds.`,
+    '',
+    '| target | added load | hint on the daemon | waiter | p99 per round, ms | samples | p50 ms | p99 ms | max ms | other work / steal | target |',
+    '|---|---|---|---|---:|---:|---:|---:|---:|---:|---|',
+  ];
+  for (const w of r.wake) {
+    const target = w.target === 'fifo' ? 'kernel fifo' : 'steve FUSE';
+    const added = w.loaded ? `${st.hogs} hogs` : 'none';
+    const row = (waiter: string, m: WakeMeasure, goal: number, verdict: Verdict): string =>
+      `| ${target} | ${added} | ${HINT_LABELS[w.hint]} | ${waiter} | **${ms(m.perRoundP99Ms.median)}** (${ms(m.perRoundP99Ms.min)}–${ms(m.perRoundP99Ms.max)}) | ${m.samples} | ${ms(m.p50Ms)} | ${ms(m.p99Ms)} | ${ms(m.maxMs)} | ${pct(w.load.other.median)} / ${pct(w.load.steal.median)} | ${w.target === 'fifo' ? 'reference' : `< ${goal}: ${verdict}`} |`;
+    lines.push(row('blocked read', w.blocked, BLOCKED_P99_TARGET_MS, w.blockedVerdict));
+    lines.push(row('select + read', w.poller, POLLER_P99_TARGET_MS, w.pollerVerdict));
+  }
+  lines.push(
+    '',
+    `Daemon CPU while idle: ${r.idle.ticksBeforeClients} clock ticks in ${r.idle.seconds} s before any client, ${r.idle.ticksAfterClients} in ${r.idle.seconds} s after all the rounds (target 0).`,
+    '',
+    '### Verdicts',
+    '',
+    ...r.verdicts.map((v) => `- ${v.what}: **${v.verdict}** (${v.detail})`),
+    ...(['quiet', 'loaded'] as const).map((when) => {
+      const hints = r.hintsMeetingBoth[when];
+      return `- hints on the daemon under which it met both wake-up targets, ${when === 'loaded' ? `${st.hogs} hogs` : 'no added load'}: ${hints.length === 0 ? 'none' : hints.map((h) => HINT_LABELS[h]).join(', ')}`;
+    }),
+    '',
+  );
+  return lines.join('\n');
 }
