@@ -40,7 +40,7 @@ pnpm() { npx -y "pnpm@${PNPM_VERSION}" "$@"; }
 pnpm install --frozen-lockfile
 # GNU make 4.4.1 for the e2e tests (Debian 12 has 4.3), built from Debian trixie's source, cached.
 ./scripts/build-make-4.4.1.sh >/dev/null
-rm -f packages/*/.vitest-report.json e2e/.vitest-report.json e2e/.vitest-chaos-report.json bench/.vitest-report.json \
+rm -f packages/*/.vitest-report.json packaging/.vitest-report.json e2e/.vitest-report.json e2e/.vitest-chaos-report.json bench/.vitest-report.json \
   .cuse-vm-summary .suite-status
 # Every suite runs even when an earlier one failed; each one's exit status goes
 # to .suite-status, and the summary's last line counts a suite that failed or

@@ -12,6 +12,7 @@ const dirs = [
   ...readdirSync(join(root, 'packages')).map((name) => join(root, 'packages', name)),
   join(root, 'e2e'),
   join(root, 'bench'),
+  join(root, 'packaging'),
 ];
 let passed = 0;
 let failed = 0;
