@@ -55,9 +55,33 @@ const WIDTH_PX = 640;
 const HEIGHT_PX = 240;
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
 
+/**
+ * Every series at every time any of them changes, each holding its last
+ * value (0 before its first point): stacking adds values at equal times,
+ * so steps that change at different times must be aligned first.
+ */
+export function alignSteps(series: readonly Series[]): Series[] {
+  const times = [...new Set(series.flatMap((s) => s.points.map((p) => p.tMs)))].sort(
+    (a, b) => a - b,
+  );
+  return series.map((s) => {
+    const sorted = [...s.points].sort((a, b) => a.tMs - b.tMs);
+    let next = 0;
+    let value = 0;
+    return {
+      name: s.name,
+      points: times.map((tMs) => {
+        while (next < sorted.length && sorted[next]!.tMs <= tMs) value = sorted[next++]!.value;
+        return { tMs, value };
+      }),
+    };
+  });
+}
+
 /** A timeline: one line (or stacked area) per series over seconds. */
 export function timelineSpec(options: TimelineOptions): TopLevelSpec {
-  const values = options.series.flatMap((s) =>
+  const series = options.stacked ? alignSteps(options.series) : options.series;
+  const values = series.flatMap((s) =>
     s.points.map((p) => ({ series: s.name, seconds: p.tMs / 1000, value: p.value })),
   );
   const interpolate = options.step === false ? 'linear' : 'step-after';

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { barsSvg, distributionSvg, ecdf, timelineSpec, timelineSvg } from '../src/index.js';
+import {
+  alignSteps,
+  barsSvg,
+  distributionSvg,
+  ecdf,
+  timelineSpec,
+  timelineSvg,
+} from '../src/index.js';
 
 /** The d attribute of every path that draws a line mark, per legend order. */
 function linePaths(svg: string): string[] {
@@ -15,6 +22,39 @@ describe('ecdf', () => {
       { value: 3, share: 1 },
     ]);
     expect(ecdf([])).toEqual([]);
+  });
+});
+
+describe('alignSteps', () => {
+  it('gives every series a value at every change, holding the last one', () => {
+    const aligned = alignSteps([
+      {
+        name: 'a',
+        points: [
+          { tMs: 0, value: 1 },
+          { tMs: 20, value: 3 },
+        ],
+      },
+      { name: 'b', points: [{ tMs: 10, value: 2 }] },
+    ]);
+    expect(aligned).toEqual([
+      {
+        name: 'a',
+        points: [
+          { tMs: 0, value: 1 },
+          { tMs: 10, value: 1 },
+          { tMs: 20, value: 3 },
+        ],
+      },
+      {
+        name: 'b',
+        points: [
+          { tMs: 0, value: 0 },
+          { tMs: 10, value: 2 },
+          { tMs: 20, value: 2 },
+        ],
+      },
+    ]);
   });
 });
 
