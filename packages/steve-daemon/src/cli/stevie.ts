@@ -7,6 +7,8 @@
  *   stevie set NAME VALUE           e.g. `stevie set jobs 12`, `stevie set load-average none`
  *   stevie events [--json]          the event stream (grants, returns, reclaims, …)
  *   stevie metrics                  Prometheus text
+ *   stevie record FILE [--seconds S] the events of a run of yours, to a file
+ *   stevie report FILE [--svg OUT]  tokens held per build over time, from that file
  *   stevie -t | --get-jobs | --set-jobs N | …   steve-compatible flags
  *
  *   stevie [--] CMD ARGS…          run CMD holding one token (MAKEFLAGS points at the pool)
@@ -32,8 +34,17 @@ import {
   isSettingName,
   validateSettings,
 } from '@steve/protocol';
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  openSync,
+  readFileSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { basename, join } from 'node:path';
 import type { Argv } from 'yargs';
 import {
   CommandStartError,
@@ -47,9 +58,31 @@ import {
   runWithTokenResult,
 } from '@steve/jobserver-client';
 import { ControlClient, ControlClientError, controlSocketPath } from '../control/client.js';
+import { lookupUser } from '../daemon/privileges.js';
+import {
+  RECORD_VERSION,
+  RecordFileError,
+  type RecordLine,
+  buildReport,
+  describeProcess,
+  formatReport,
+  parseRecord,
+  procFacts,
+  reportSvg,
+} from './record.js';
 
 /** stevie's own commands; any other first word is a command to run. */
-export const SUBCOMMANDS = ['status', 'top', 'get', 'set', 'events', 'metrics', 'help'] as const;
+export const SUBCOMMANDS = [
+  'status',
+  'top',
+  'get',
+  'set',
+  'events',
+  'metrics',
+  'record',
+  'report',
+  'help',
+] as const;
 
 type ValueKind = 'count' | 'count-or-none' | 'ms' | 'decimal-or-none' | 'fairness';
 
@@ -161,6 +194,8 @@ export type StevieAction =
   | { kind: 'set'; setting: SettingName; value: unknown }
   | { kind: 'events'; json: boolean }
   | { kind: 'metrics' }
+  | { kind: 'record'; file: string; seconds: number | null; force: boolean }
+  | { kind: 'report'; file: string; svg: string | null; json: boolean }
   | { kind: 'help'; text: string }
   | { kind: 'steve-flags'; flags: SteveFlag[] }
   | { kind: 'run'; commandLine: string[]; style: RunStyle | null };
@@ -281,6 +316,54 @@ function stevieYargs(argv: readonly string[], onAction: (action: StevieAction) =
       'Prometheus text',
       (b) => b.parserConfiguration(noHalt).check(nothingAfter),
       () => onAction({ kind: 'metrics' }),
+    )
+    .command(
+      'record <file>',
+      'write the events of a run of yours (an emerge, a few builds) to FILE until Ctrl-C',
+      (b) =>
+        b
+          .parserConfiguration(noHalt)
+          .check(nothingAfter)
+          .positional('file', { type: 'string', describe: 'where to write (JSON lines)' })
+          .option('seconds', {
+            type: 'string',
+            requiresArg: true,
+            describe: 'stop after this many seconds (default: at Ctrl-C or when the daemon stops)',
+          })
+          .option('force', {
+            type: 'boolean',
+            default: false,
+            describe: 'replace FILE if it exists',
+          }),
+      (a) =>
+        onAction({
+          kind: 'record',
+          file: String(a.file),
+          seconds:
+            a.seconds === undefined
+              ? null
+              : parseDecimal('--seconds', String(a.seconds), { min: 0 }),
+          force: Boolean(a.force),
+        }),
+    )
+    .command(
+      'report <file>',
+      'tokens held per build over time, from a file `stevie record` wrote',
+      (b) =>
+        json(b)
+          .positional('file', { type: 'string', describe: 'a file `stevie record` wrote' })
+          .option('svg', {
+            type: 'string',
+            requiresArg: true,
+            describe: 'also draw the timeline as an SVG chart to OUT',
+          }),
+      (a) =>
+        onAction({
+          kind: 'report',
+          file: String(a.file),
+          svg: a.svg === undefined ? null : String(a.svg),
+          json: Boolean(a.json),
+        }),
     )
     .command(
       'help [command]',
@@ -485,7 +568,9 @@ export function formatStatus(status: StatusResult, width = 100): string {
     lines.push('', `USERS (${byUser.length}, at most ${s.perUserLimit} tokens each)`);
     lines.push(`  ${pad('UID', 9)}${pad('TOKENS', 8)}USER`);
     for (const { uid, tokens } of byUser) {
-      lines.push(`  ${pad(String(uid), 9)}${pad(String(tokens), 8)}${userName(uid)}`);
+      lines.push(
+        `  ${pad(String(uid), 9)}${pad(String(tokens), 8)}${lookupUser(String(uid))?.name ?? ''}`,
+      );
     }
   }
   lines.push('', `WAITERS (${status.waiters.length})`);
@@ -510,19 +595,6 @@ export function tokensByUser(status: StatusResult): Array<{ uid: number; tokens:
   return [...tokens]
     .map(([uid, count]) => ({ uid, tokens: count }))
     .sort((a, b) => b.tokens - a.tokens || a.uid - b.uid);
-}
-
-/** The name of `uid` from /etc/passwd, or '' when it has none. */
-function userName(uid: number): string {
-  try {
-    for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
-      const [name, , id] = line.split(':');
-      if (id === String(uid)) return name ?? '';
-    }
-  } catch {
-    // no passwd to read
-  }
-  return '';
 }
 
 /** One line per event for `stevie events`. */
@@ -632,6 +704,98 @@ async function events(path: string, json: boolean): Promise<void> {
   client.close();
 }
 
+/** `stevie record FILE`: the header, then every event, each process announced before its first. */
+async function record(
+  path: string,
+  action: { file: string; seconds: number | null; force: boolean },
+  out: (text: string) => void,
+): Promise<number> {
+  const client = await ControlClient.connect(path);
+  let fd: number;
+  try {
+    fd = openSync(action.file, action.force ? 'w' : 'wx', 0o644);
+  } catch (error) {
+    client.close();
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST')
+      throw new UsageError(
+        `${action.file} exists: name another file, or pass --force to replace it`,
+      );
+    throw new UsageError(`cannot write ${action.file}: ${(error as Error).message}`);
+  }
+  const write = (line: RecordLine): void => {
+    writeSync(fd, `${JSON.stringify(line)}\n`);
+  };
+  const announced = new Set<number>();
+  let events = 0;
+  try {
+    const status = (await client.request({ type: 'status' })) as StatusResult;
+    write({
+      kind: 'header',
+      version: RECORD_VERSION,
+      startedWallMs: Date.now(),
+      jobs: status.settings.jobs,
+      daemonPid: status.daemonPid,
+    });
+    client.onEvent((event) => {
+      const r = event.record;
+      if ('pid' in r && r.pid > 0 && !announced.has(r.pid)) {
+        announced.add(r.pid);
+        write({ kind: 'process', ...describeProcess(r.pid, procFacts) });
+      }
+      write({ kind: 'event', ...event });
+      events++;
+    });
+    await client.request({ type: 'subscribe' });
+    process.stderr.write(`stevie: recording to ${action.file}; Ctrl-C stops\n`);
+    const why = await new Promise<string>((resolve) => {
+      const onSignal = (): void => resolve('stopped');
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      client.onClose(() => resolve('the daemon went away'));
+      if (action.seconds !== null)
+        setTimeout(() => resolve(`${action.seconds}s passed`), action.seconds * 1000).unref();
+    });
+    out(`recorded ${events} events of ${announced.size} processes to ${action.file} (${why})\n`);
+  } finally {
+    client.close();
+    closeSync(fd);
+  }
+  return 0;
+}
+
+/** `stevie report FILE [--svg OUT]`. */
+async function report(
+  action: { file: string; svg: string | null; json: boolean },
+  out: (text: string) => void,
+): Promise<number> {
+  let text: string;
+  try {
+    text = readFileSync(action.file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`cannot read ${action.file}: ${(error as Error).message}`);
+  }
+  let lines: RecordLine[];
+  try {
+    lines = parseRecord(text, action.file);
+  } catch (error) {
+    if (error instanceof RecordFileError) throw new UsageError(error.message);
+    throw error;
+  }
+  const result = buildReport(lines);
+  out(action.json ? `${JSON.stringify(result, null, 2)}\n` : formatReport(result));
+  if (action.svg !== null) {
+    const svg = await reportSvg(result, `tokens held per build: ${basename(action.file)}`);
+    try {
+      writeFileSync(action.svg, svg);
+    } catch (error) {
+      throw new UsageError(`cannot write ${action.svg}: ${(error as Error).message}`);
+    }
+    if (!action.json) out(`wrote ${action.svg}\n`);
+  }
+  return 0;
+}
+
 function settingLine(setting: SettingName, value: unknown): string {
   return `${SETTINGS[setting].name} ${settingText(value)}\n`;
 }
@@ -683,6 +847,10 @@ export async function stevie(
     case 'top':
       await top(path);
       return 0;
+    case 'record':
+      return record(path, action, out);
+    case 'report':
+      return report(action, out);
     case 'steve-flags':
       return steveFlags(action.flags, path, out);
     case 'run':

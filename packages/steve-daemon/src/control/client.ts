@@ -35,6 +35,7 @@ export class ControlClient {
   >();
   private readonly eventListeners = new Set<(event: ControlEventMessage) => void>();
   private closedError: Error | null = null;
+  private readonly closeListeners = new Set<(error: Error) => void>();
 
   private constructor(
     private readonly socket: Socket,
@@ -91,7 +92,13 @@ export class ControlClient {
     this.eventListeners.add(listener);
   }
 
+  /** Called once when the connection ends for any reason but our own close(). */
+  onClose(listener: (error: Error) => void): void {
+    this.closeListeners.add(listener);
+  }
+
   close(): void {
+    this.closeListeners.clear();
     this.socket.end();
     this.socket.destroy();
   }
@@ -150,5 +157,6 @@ export class ControlClient {
     for (const waiter of this.pending.values()) waiter.reject(error);
     this.pending.clear();
     this.socket.destroy();
+    for (const listener of this.closeListeners) listener(error);
   }
 }
