@@ -4,17 +4,24 @@
  * Markdown under bench/results/.
  */
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { tokensCharts } from './charts.js';
 import { clientMarkdown, runClientBench } from './client.js';
 import { runSchedBench, schedMarkdown } from './sched.js';
-import { runTokensBench, tokensMarkdown } from './tokens.js';
+import { type TokensBenchResult, runTokensBench, tokensMarkdown } from './tokens.js';
 
 const resultsDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'results');
 const which = process.argv.slice(2).filter((a) => a !== '--');
-const known = ['sched', 'tokens', 'client'];
-const selected = which.length === 0 ? known : which;
+const known = ['sched', 'tokens', 'client', 'charts'];
+// `charts` redraws the SVGs from the JSON results already there.
+const selected = which.length === 0 ? known.filter((n) => n !== 'charts') : which;
+
+async function writeCharts(charts: Map<string, string>): Promise<void> {
+  for (const [file, svg] of charts) writeFileSync(join(resultsDir, file), svg);
+  console.log(`wrote ${[...charts.keys()].map((f) => join('bench', 'results', f)).join(', ')}`);
+}
 
 for (const name of selected) {
   if (!known.includes(name)) {
@@ -51,6 +58,14 @@ for (const name of selected) {
     writeFileSync(join(resultsDir, 'tokens.json'), `${JSON.stringify(result, null, 2)}\n`);
     writeFileSync(join(resultsDir, 'tokens.md'), `# pnpm bench tokens\n\n${markdown}`);
     console.log(`wrote ${join('bench', 'results', 'tokens.json')} and tokens.md`);
+    await writeCharts(await tokensCharts(result));
+  }
+  if (name === 'charts') {
+    const tokens = join(resultsDir, 'tokens.json');
+    if (existsSync(tokens))
+      await writeCharts(
+        await tokensCharts(JSON.parse(readFileSync(tokens, 'utf8')) as TokensBenchResult),
+      );
   }
   if (name === 'client') {
     const result = await runClientBench();

@@ -57,6 +57,9 @@ import {
 
 export type { LatencyStats } from './rounds.js';
 
+/** Microsecond precision is all a wake-up sample needs in the JSON. */
+const round3 = (ms: number): number => Math.round(ms * 1000) / 1000;
+
 const HERE = dirname(fileURLToPath(import.meta.url));
 const BENCH = join(HERE, '..');
 const REPO = join(BENCH, '..');
@@ -136,6 +139,8 @@ export interface WakeResult extends WakeVariant {
   readonly pollerVerdict: Verdict;
   /** Other work's share of the CPUs during this variant's rounds. */
   readonly load: { readonly other: Spread; readonly steal: Spread };
+  /** Every wake-up, ms, all rounds (for the distribution charts). */
+  readonly samplesMs?: { readonly blocked: readonly number[]; readonly poller: readonly number[] };
 }
 
 export interface PairsRound {
@@ -581,6 +586,10 @@ export async function runTokensBench(
         load: {
           other: spread(slot.load.map((l) => l.other)),
           steal: spread(slot.load.map((l) => l.steal)),
+        },
+        samplesMs: {
+          blocked: slot.block.flat().map(round3),
+          poller: slot.poll.flat().map(round3),
         },
       };
     });

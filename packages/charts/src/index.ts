@@ -43,6 +43,8 @@ export interface BarsOptions {
   title: string;
   yLabel: string;
   bars: readonly Bar[];
+  /** d3-format of the value written on each bar; default '.3~s' (27.5k), '.3~r' for plain numbers. */
+  valueFormat?: string;
 }
 
 export interface DistributionOptions {
@@ -139,12 +141,13 @@ export function barsSpec(options: BarsOptions): TopLevelSpec {
     low: b.low ?? b.value,
     high: b.high ?? b.value,
   }));
+  const slanted = options.bars.length > 5;
   const x = {
     field: 'label',
     type: 'nominal' as const,
     title: null,
     sort: null,
-    axis: { labelAngle: 0 },
+    axis: slanted ? { labelAngle: -30, labelAlign: 'right' as const } : { labelAngle: 0 },
   };
   return {
     $schema: SCHEMA,
@@ -166,7 +169,7 @@ export function barsSpec(options: BarsOptions): TopLevelSpec {
         encoding: {
           x,
           y: { field: 'high', type: 'quantitative' },
-          text: { field: 'value', type: 'quantitative', format: '.3~s' },
+          text: { field: 'value', type: 'quantitative', format: options.valueFormat ?? '.3~s' },
         },
       },
     ],
