@@ -105,7 +105,14 @@ export function timelineSpec(options: TimelineOptions): TopLevelSpec {
         title: options.yLabel,
         ...(options.stacked ? { stack: 'zero' as const } : { stack: null }),
       },
-      color: { field: 'series', type: 'nominal' as const, title: null, sort: null },
+      color: {
+        field: 'series',
+        type: 'nominal' as const,
+        title: null,
+        sort: null,
+        // Series are named by command lines: below the chart, whole.
+        legend: { orient: 'bottom' as const, direction: 'vertical' as const, labelLimit: 0 },
+      },
     },
   };
   const layer: object[] = [lines];
