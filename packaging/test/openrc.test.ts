@@ -85,6 +85,7 @@ report ineed "$(/etc/init.d/steve ineed | xargs)"
 pid=$(daemon_pid)
 report daemon_user "$(ps -o user= -p "$pid")"
 report daemon_capeff "$(awk '/^CapEff/ {print $2}' /proc/$pid/status)"
+report daemon_nice "$(ps -o ni= -p "$pid" | tr -d ' ')"
 report supervisor "$(pgrep -f '^supervise-daemon steve' >/dev/null && echo running || echo none)"
 report jobserver_stat "$(stat -c '%a %U %G' /run/steve/jobserver)"
 stevie status > /results/stevie.txt 2>&1; report stevie_rc $?
@@ -194,6 +195,7 @@ describe('under real OpenRC 0.45.2 (Debian), in a chroot', () => {
   it('the daemon runs as steve without capabilities; builder (group jobserver) builds, others are refused', () => {
     expect(get('daemon_user')).toBe('steve');
     expect(get('daemon_capeff')).toBe('0000000000000000');
+    expect(get('daemon_nice')).toBe('-10');
     expect(get('jobserver_stat')).toBe('660 root jobserver');
     expect(get('make_rc'), file('make.txt')).toBe('0');
     const stamps = file('stamps/make');

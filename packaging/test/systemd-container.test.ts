@@ -84,6 +84,7 @@ report fuse_active "$(systemctl is-active steve-fuse.service)"
 pid=$(main_pid)
 report daemon_user "$(ps -o user= -p "$pid")"
 report daemon_capeff "$(awk '/^CapEff/ {print $2}' /proc/$pid/status)"
+report daemon_nice "$(ps -o ni= -p "$pid" | tr -d ' ')"
 report jobserver_stat "$(stat -c '%a %U %G' /run/steve/jobserver)"
 report control_link "$(readlink /run/steve/control.sock)"
 stevie status > /results/status.txt 2>&1; report stevie_rc $?
@@ -210,6 +211,7 @@ describe('steve-fuse.service under systemd 252 as PID 1 (nspawn)', () => {
   it('the daemon runs as steve with no capabilities; the file is 0660 root:jobserver', () => {
     expect(get('daemon_user')).toBe('steve');
     expect(get('daemon_capeff')).toBe('0000000000000000');
+    expect(get('daemon_nice')).toBe('-10');
     expect(get('jobserver_stat')).toBe('660 root jobserver');
     expect(get('control_link')).toBe('/run/steve.control.sock');
     expect(get('builder_rc')).toBe('0');
