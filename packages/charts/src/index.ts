@@ -57,6 +57,11 @@ const WIDTH_PX = 640;
 const HEIGHT_PX = 240;
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
 
+/** What every chart shares: the schema, its title and its size. */
+function frame(title: string): { $schema: string; title: string; width: number; height: number } {
+  return { $schema: SCHEMA, title, width: WIDTH_PX, height: HEIGHT_PX };
+}
+
 /**
  * Every series at every time any of them changes, each holding its last
  * value (0 before its first point): stacking adds values at equal times,
@@ -132,10 +137,7 @@ export function timelineSpec(options: TimelineOptions): TopLevelSpec {
     });
   }
   return {
-    $schema: SCHEMA,
-    title: options.title,
-    width: WIDTH_PX,
-    height: HEIGHT_PX,
+    ...frame(options.title),
     layer,
   } as TopLevelSpec;
 }
@@ -157,10 +159,7 @@ export function barsSpec(options: BarsOptions): TopLevelSpec {
     axis: slanted ? { labelAngle: -30, labelAlign: 'right' as const } : { labelAngle: 0 },
   };
   return {
-    $schema: SCHEMA,
-    title: options.title,
-    width: WIDTH_PX,
-    height: HEIGHT_PX,
+    ...frame(options.title),
     data: { values },
     layer: [
       {
@@ -205,10 +204,7 @@ export function distributionSpec(options: DistributionOptions): TopLevelSpec {
     ecdf(g.valuesMs).map((p) => ({ group: g.name, ms: p.value, share: p.share })),
   );
   return {
-    $schema: SCHEMA,
-    title: options.title,
-    width: WIDTH_PX,
-    height: HEIGHT_PX,
+    ...frame(options.title),
     data: { values },
     mark: { type: 'line', interpolate: 'step-after' },
     encoding: {
