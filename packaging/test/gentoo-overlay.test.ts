@@ -1,12 +1,13 @@
 // packaging/gentoo through real Portage 3.0.82 (the project's test peers,
 // run from source in a throw-away prefix made by Portage's own test harness:
-// test/fixtures/portage-prefix.py). The real gentoo repository is not here:
-// the eclasses the overlay inherits are stand-ins (test/fixtures/gentoo-stubs,
-// see its README), and the profile lists net-libs/nodejs, sys-fs/fuse and
-// virtual/tmpfiles as provided. What runs for real: egencache (every ebuild
-// sourced in the depend phase), emerge's resolver (metadata validity), the
-// fetch restriction, `ebuild manifest`, and emerge merging all four packages
-// into the prefix with every phase (pkg_pretend ... pkg_postinst).
+// test/fixtures/portage-prefix.py, on @steve/test-support's steve_portage.py).
+// The real gentoo repository is not here: the eclasses the overlay inherits
+// are stand-ins (test/fixtures/gentoo-stubs, see its README), and the profile
+// lists net-libs/nodejs, sys-fs/fuse and virtual/tmpfiles as provided. What
+// runs for real: egencache (every ebuild sourced in the depend phase),
+// emerge's resolver (metadata validity), the fetch restriction, `ebuild
+// manifest`, and emerge merging all four packages into the prefix with every
+// phase (pkg_pretend ... pkg_postinst).
 import {
   existsSync,
   lstatSync,
@@ -18,7 +19,7 @@ import {
 import { cp, rename } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { portageSource } from '@steve/test-support';
+import { portageHelperDir, portageSource } from '@steve/test-support';
 import {
   FIXTURES,
   PACKAGING,
@@ -53,7 +54,7 @@ async function makePrefix(edit?: (overlay: string) => void): Promise<Prefix> {
       overlay,
       join(FIXTURES, 'gentoo-stubs'),
     ],
-    { timeout: 120_000 },
+    { timeout: 120_000, env: { PYTHONPATH: portageHelperDir() } },
   );
   if (made.exitCode !== 0) throw new Error(`portage-prefix.py failed:\n${made.all}`);
   const paths = JSON.parse(made.stdout.trim().split('\n').pop() ?? '{}') as Omit<Prefix, 'overlay'>;

@@ -2,11 +2,11 @@
 // (../shared/peers/ beside the checkout, or $STEVE_PEERS_DIR), checked
 // against their SHA256SUMS, unpacked into a temp dir and run from their
 // source tree in a throw-away prefix made by Portage's own test harness
-// (test/fixtures/portage-playground.py). Nothing of Portage is copied into
-// the project.
+// (test/fixtures/portage-playground.py, on @steve/test-support's
+// steve_portage.py). Nothing of Portage is copied into the project.
 import { appendFileSync, existsSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { portageSource as sharedPortageSource } from '@steve/test-support';
+import { portageHelperDir, portageSource as sharedPortageSource } from '@steve/test-support';
 import { execaSync } from 'execa';
 import { PACKAGE, REPO, tempDir } from './helpers.js';
 
@@ -73,7 +73,7 @@ export function portagePlayground(
       dir,
       JSON.stringify(spec),
     ],
-    { timeout: 60_000 },
+    { timeout: 60_000, env: { PYTHONPATH: portageHelperDir() } },
   );
   const { bin, eprefix } = JSON.parse(made.stdout.trim().split('\n').pop() ?? '{}') as {
     bin: string;

@@ -1,8 +1,9 @@
 /**
  * Helpers shared by the test suites (e2e and the packages' own tests):
  * waiting for an event with a deadline, the stamps observer, a generated
- * cargo workspace whose build scripts sleep and stamp, and the project's
- * test peers (real Portage releases, unpacked from ../shared/peers).
+ * cargo workspace whose build scripts sleep and stamp, the project's test
+ * peers (real Portage releases, unpacked from ../shared/peers), and the
+ * Python module that makes a Portage prefix from one (python/steve_portage.py).
  */
 
 import { type ChildProcess, execFileSync } from 'node:child_process';
@@ -12,8 +13,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The repository's root (this file is packages/test-support/{src,dist}/index.*). */
-const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+/** This package's directory (this file is packages/test-support/{src,dist}/index.*). */
+const PACKAGE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The repository's root. */
+const REPO_ROOT = resolve(PACKAGE_DIR, '..', '..');
 
 /** Poll `check` (2 ms, doubling to 50 ms) until it gives a value, or fail after the deadline. */
 export async function waitFor<T>(
@@ -221,4 +225,15 @@ export function portageSource(
   git('tag', '-a', '-m', version, `portage-${version}`);
   portageSources.set(version, tree);
   return tree;
+}
+
+/**
+ * The directory of `steve_portage.py`, for PYTHONPATH: the module the
+ * Python fixtures import to make a throw-away prefix with Portage's own test
+ * harness (ResolverPlayground) and wrappers that run a `portageSource` tree's
+ * real tools in it (emerge-shim's portage-playground.py, packaging's
+ * portage-prefix.py).
+ */
+export function portageHelperDir(): string {
+  return join(PACKAGE_DIR, 'python');
 }
