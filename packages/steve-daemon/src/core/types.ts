@@ -46,8 +46,6 @@ export type SchedulerEvent =
       readonly type: 'open';
       readonly fileId: FileId;
       readonly pid: number;
-      /** The caller's uid, for `perUserLimit` (unknown: no per-user cap applies). */
-      readonly uid?: number;
     }
   | { readonly type: 'close'; readonly fileId: FileId }
   | {
@@ -58,6 +56,7 @@ export type SchedulerEvent =
       /** False for O_NONBLOCK reads (FUSE passes the file's current flags with each read). */
       readonly blocking: boolean;
       readonly sizeBytes: number;
+      /** The caller's uid, for `perUserLimit` (unknown: no per-user cap applies). */
       readonly uid?: number;
     }
   | {
@@ -74,6 +73,7 @@ export type SchedulerEvent =
       readonly pid: number;
       /** The handle to notify later, or null when the caller does not wait. */
       readonly pollHandleId: PollHandleId | null;
+      /** As on `read`. */
       readonly uid?: number;
     }
   | { readonly type: 'interrupt'; readonly requestId: RequestId }
