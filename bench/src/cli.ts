@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `pnpm bench [sched|tokens]`: run benchmarks, print Markdown, write JSON and
+ * `pnpm bench [sched|tokens|client|builds|charts]`: run benchmarks, print Markdown, write JSON and
  * Markdown under bench/results/.
  */
 
@@ -8,13 +8,15 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tokensCharts } from './charts.js';
+import { type BuildsBenchResult, runBuildsBench } from './builds.js';
+import { buildsCharts, buildsMarkdown } from './builds-report.js';
 import { clientMarkdown, runClientBench } from './client.js';
 import { runSchedBench, schedMarkdown } from './sched.js';
 import { type TokensBenchResult, runTokensBench, tokensMarkdown } from './tokens.js';
 
 const resultsDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'results');
 const which = process.argv.slice(2).filter((a) => a !== '--');
-const known = ['sched', 'tokens', 'client', 'charts'];
+const known = ['sched', 'tokens', 'client', 'builds', 'charts'];
 // `charts` redraws the SVGs from the JSON results already there.
 const selected = which.length === 0 ? known.filter((n) => n !== 'charts') : which;
 
@@ -66,6 +68,46 @@ for (const name of selected) {
       await writeCharts(
         await tokensCharts(JSON.parse(readFileSync(tokens, 'utf8')) as TokensBenchResult),
       );
+    const builds = join(resultsDir, 'builds.json');
+    if (existsSync(builds))
+      await writeCharts(
+        await buildsCharts(JSON.parse(readFileSync(builds, 'utf8')) as BuildsBenchResult),
+      );
+  }
+  if (name === 'builds') {
+    // Knobs for a quick look: BENCH_BUILDS_ROUNDS=3 BENCH_BUILDS_C_FILES=4 BENCH_BUILDS_TESTS=8 ...
+    const env = (name: string): number | undefined =>
+      process.env[name] === undefined ? undefined : Number(process.env[name]);
+    const knobs = {
+      rounds: env('BENCH_BUILDS_ROUNDS'),
+      jobs: env('BENCH_BUILDS_JOBS'),
+      staggerMs: env('BENCH_BUILDS_STAGGER_MS'),
+      cFiles: env('BENCH_BUILDS_C_FILES'),
+      cFunctions: env('BENCH_BUILDS_C_FUNCTIONS'),
+      crates: env('BENCH_BUILDS_CRATES'),
+      buildScriptSeconds: env('BENCH_BUILDS_BUILD_SCRIPT_SECONDS'),
+      rustItems: env('BENCH_BUILDS_RUST_ITEMS'),
+      tests: env('BENCH_BUILDS_TESTS'),
+      testIterations: env('BENCH_BUILDS_TEST_ITERATIONS'),
+      memoryFraction: env('BENCH_BUILDS_MEMORY_FRACTION'),
+      sampleMs: env('BENCH_BUILDS_SAMPLE_MS'),
+      daemonNice: env('BENCH_BUILDS_DAEMON_NICE'),
+      timeoutSeconds: env('BENCH_BUILDS_TIMEOUT_SECONDS'),
+    };
+    for (const [knob, value] of Object.entries(knobs))
+      if (value !== undefined && !Number.isFinite(value)) {
+        console.error(`bench builds: ${knob} from the environment is not a number`);
+        process.exit(2);
+      }
+    const result = await runBuildsBench(
+      Object.fromEntries(Object.entries(knobs).filter(([, v]) => v !== undefined)),
+    );
+    const markdown = buildsMarkdown(result);
+    console.log(markdown);
+    writeFileSync(join(resultsDir, 'builds.json'), `${JSON.stringify(result, null, 2)}\n`);
+    writeFileSync(join(resultsDir, 'builds.md'), `# pnpm bench builds\n\n${markdown}`);
+    console.log(`wrote ${join('bench', 'results', 'builds.json')} and builds.md`);
+    await writeCharts(await buildsCharts(result));
   }
   if (name === 'client') {
     const result = await runClientBench();
