@@ -27,7 +27,7 @@ afterEach(async () => {
 
 /** The environment of a user's shell: no jobserver of the test runner's. */
 function shellEnv(control: string): NodeJS.ProcessEnv {
-  const env = { ...process.env, STEVE_CONTROL: control };
+  const env: NodeJS.ProcessEnv = { ...process.env, STEVE_CONTROL: control };
   delete env.MAKEFLAGS;
   delete env.MFLAGS;
   delete env.CARGO_MAKEFLAGS;
