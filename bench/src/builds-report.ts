@@ -8,6 +8,7 @@ import {
   BUILDS,
   BUILD_LABELS,
   type BuildsBenchResult,
+  FIFO_NUDGE_NOTE,
   MEMORY_NOTE,
   SCENARIOS,
   SCENARIO_LABELS,
@@ -63,6 +64,8 @@ export function buildsMarkdown(r: BuildsBenchResult): string {
     '',
     `What (d) does here: ${MEMORY_NOTE}`,
     '',
+    `A stall found on the way, and the bench's work-around in (d): ${FIFO_NUDGE_NOTE}`,
+    '',
     `Jobs at once come from the jobs' own logs: every compile and link (a \`stamp\` prefix in the Makefile and build.ninja), every rustc (RUSTC_WRAPPER=stamp), every build-script run (its own stamps, CLOCK_REALTIME moved onto the monotonic clock), every pytest collection and test (conftest.py hooks) logs its start and end on CLOCK_MONOTONIC. Make, cargo, ninja and pytest themselves are not jobs. The mean is job-time over the makespan.`,
     '',
     `### Per scenario: median [min–max] over ${st.rounds} rounds`,
@@ -79,19 +82,20 @@ export function buildsMarkdown(r: BuildsBenchResult): string {
     row('1-min load average: mean sampled', (s) => range(r.summary[s].load1Mean, s2)),
     row('runnable tasks: mean sampled', (s) => range(r.summary[s].runnableMean, s2)),
     row("builds' CPU, s", (s) => range(r.summary[s].buildCpuSeconds, s1)),
+    row('other work on the machine (share of all CPUs)', (s) => range(r.summary[s].otherWork, pct)),
     row('tokens granted by the daemon', (s) => daemonCell(s, (d) => range(d.grants, ms0))),
     row('daemon CPU s per 1,000 tokens', (s) =>
       daemonCell(
         s,
         (d) =>
-          `${range(d.cpuSecondsPer1000Tokens, (x) => x.toFixed(3))} (with sampling ${d.rawCpuSecondsPer1000Tokens.median.toFixed(3)})`,
+          `${range(d.rawCpuSecondsPer1000Tokens, (x) => x.toFixed(3))} (without sampling ${d.cpuSecondsPer1000Tokens.median.toFixed(3)})`,
       ),
     ),
     row("daemon CPU / builds' CPU", (s) =>
       daemonCell(
         s,
         (d) =>
-          `${range(d.shareOfBuildCpu, pct2)} (with sampling ${pct2(d.rawShareOfBuildCpu.median)})`,
+          `${range(d.rawShareOfBuildCpu, pct2)} (without sampling ${pct2(d.shareOfBuildCpu.median)})`,
       ),
     ),
     row('time with a pool token unused while someone waited, s', (s) =>
@@ -114,8 +118,12 @@ export function buildsMarkdown(r: BuildsBenchResult): string {
     row('share of samples held down by the memory limit', (s) =>
       daemonCell(s, (d) => range(d.limitedByMemoryShare, pct)),
     ),
+    row('fifo front nudged by the bench, per round', (s) => {
+      const nudges = r.summary[s].fifoNudges;
+      return nudges === null ? '—' : nudges.join(', ');
+    }),
     '',
-    `Load average: /proc/loadavg's 1-minute figure, read every 100 ms during each run; it trails by a minute, so each run also carries some of the run before it. Runnable tasks: the same file's fourth field (the reader included). Daemon CPU: utime + stime from /proc/PID/stat between the first build's start and the last one's end, per token granted (reads and poll reservations, the fifo front's own acquisitions for ninja included) and against the builds' CPU (cutime + cstime of the bench: every build process, reaped). Our \`metrics\` request every ${r.sampling.everyMs} ms cost the daemon ${r.sampling.cpuUsPerRequest.toFixed(1)} µs each (calibrated on an idle daemon); the figures without "with sampling" have that taken off.`,
+    `Load average: /proc/loadavg's 1-minute figure, read every 100 ms during each run; it trails by a minute, so each run also carries some of the run before it. Runnable tasks: the same file's fourth field (the reader included). Other work: busy time in /proc/stat minus the CPU time of the bench, its builds and the daemon, over all CPUs (clock ticks: coarse). Daemon CPU: utime + stime from /proc/PID/stat between the first build's start and the last one's end, per token granted (reads and poll reservations, the fifo front's own acquisitions for ninja included) and against the builds' CPU (cutime + cstime of the bench: every build process, reaped). The daemons of (c) and (d) are started once, before the first round, and serve every round, as a system service would; each run's figures are differences over that run. Our \`metrics\` request every ${r.sampling.everyMs} ms is part of the daemon's CPU here; on the warmed-up daemon with nothing else to do one request cost ${r.sampling.cpuUsPerRequest.toFixed(1)} µs, and "without sampling" takes that off per request (an estimate: a daemon that is awake anyway pays less for a request than an idle one woken for it).`,
     '',
     "Unused tokens while someone waits: steve's control socket samples (`metrics`, every " +
       `${r.sampling.everyMs} ms: steve_tokens_out, steve_waiters), a token counted unused when fewer than N are out while a read or a poll waits (a token parked in the fifo front's pipe for ninja counts as out); the event stream (\`stevie events --json\`) carries grants and returns with the tokens out, but no waiter count, so it alone cannot say when someone waits. The daemon's own \`available\` gauge (capacity - out) is 0 while a limit holds the capacity at --min-jobs, so it does not see the tokens a limit holds back. For the kernel fifo this cannot be observed: a pipe tells nobody who is blocked in read(2) or poll(2) on it, and the job logs show jobs, not the wishes of make, cargo, ninja or pytest for one more.`,
