@@ -270,12 +270,18 @@ export interface LoadSample {
   readonly load1: number;
   /** Runnable scheduling entities now (the fourth field's numerator; the reader is one of them). */
   readonly runnable: number;
+  readonly memAvailableMiB: number;
 }
 
 /** One reading of /proc/loadavg. */
 export function readLoad(tMs: number): LoadSample {
   const [load1, running] = readFileSync('/proc/loadavg', 'utf8').split(' ');
-  return { tMs, load1: Number(load1), runnable: Number((running ?? '0/0').split('/')[0]) };
+  return {
+    tMs,
+    load1: Number(load1),
+    runnable: Number((running ?? '0/0').split('/')[0]),
+    memAvailableMiB: memAvailableMiB(),
+  };
 }
 
 export interface PoolSample extends PoolState {

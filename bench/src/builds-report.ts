@@ -118,6 +118,7 @@ export function buildsMarkdown(r: BuildsBenchResult): string {
     row('share of samples held down by the memory limit', (s) =>
       daemonCell(s, (d) => range(d.limitedByMemoryShare, pct)),
     ),
+    row('lowest MemAvailable sampled, MiB', (s) => ms0(r.summary[s].memAvailableMinMiB)),
     row('fifo front nudged by the bench, per round', (s) => {
       const nudges = r.summary[s].fifoNudges;
       return nudges === null ? '—' : nudges.join(', ');

@@ -132,7 +132,7 @@ export const MAKESPAN_MAX_RATIO = 1.02;
 export const DAEMON_CPU_MAX_SHARE = 0.01;
 
 export const MEMORY_NOTE =
-  "`--min-memory-avail` is set to a fraction of MemAvailable read just before each (d) run. The builds never use that much memory, so MemAvailable stays above the minimum and the pool is never held at --min-jobs for want of memory. It stays below twice the minimum, though, which is where steve settles: a job's memory shows only after it has run a while, so each grant waits for a MemAvailable sample taken --load-recheck (1 s) after the previous grant while tokens are out; that is, about one grant per second. (d) therefore measures what that pacing costs real builds; the builds still complete.";
+  "`--min-memory-avail` is set to a fraction (BENCH_BUILDS_MEMORY_FRACTION) of MemAvailable, read once before the first round. The builds never use that much memory, so MemAvailable never falls below the minimum. It stays below twice the minimum, though, which is where steve settles: because a job's memory shows only after it has run a while, after each grant the capacity drops to --min-jobs (1) until a MemAvailable sample taken --load-recheck (1 s) after that grant. While any token is out that allows at most one grant per second, and each build's top level needs one of those grants too. (d) therefore measures what settling costs real builds; they still complete.";
 
 export const FIFO_NUDGE_NOTE =
   "Under a limit steve's fifo front can stall: it asks the core for a token only while the pool is not over its capacity (steve_tokens_out <= steve_capacity), and it looks again only on events of its own fifo (a client opening, reading or writing it) or a settings change. Settling holds the capacity at --min-jobs (1) right after each grant, so when ninja opens the fifo while other builds hold tokens the front declines, and nothing later makes it ask: ninja waits on an empty pipe while the pool has tokens to spare, after the other builds have ended too (status then reads capacity 1, out 0, waiting 0), and the run never ends. The bench works around it in (d): once a second, when the last pool sample shows fewer tokens out than the capacity and nobody waiting in the daemon, it opens and closes the fifo front (O_RDONLY|O_NONBLOCK), an inotify event that makes the front look again. The nudges are counted per run; BENCH_BUILDS_NUDGE_FIFO=0 turns them off (and the run hits its deadline).";
@@ -223,6 +223,8 @@ export interface ScenarioRun {
   readonly load1: { readonly max: number; readonly mean: number; readonly n: number };
   /** Runnable tasks (/proc/loadavg's fourth field, the sampler included), sampled likewise. */
   readonly runnable: { readonly max: number; readonly mean: number; readonly n: number };
+  /** The lowest MemAvailable sampled during the run (MiB). */
+  readonly memAvailableMinMiB: number;
   /** CPU of every build process (our reaped descendants), seconds. */
   readonly buildCpuSeconds: number;
   /** Share of all CPUs busy with work that is not ours (other users of the machine) during the run. */
@@ -246,6 +248,7 @@ export interface ScenarioSummary {
   readonly runnableMean: Spread;
   readonly buildCpuSeconds: Spread;
   readonly otherWork: Spread;
+  readonly memAvailableMinMiB: number;
   readonly fifoNudges: readonly number[] | null;
   readonly firstTokenMs: Readonly<Record<BuildName, Spread>>;
   readonly firstJobMs: Readonly<Record<BuildName, Spread>>;
@@ -866,6 +869,7 @@ async function runScenario(
       meanJobs: meanConcurrency(edges, 0, makespanMs),
       load1: sampledStats(loads.map((l) => l.load1)),
       runnable: sampledStats(loads.map((l) => l.runnable)),
+      memAvailableMinMiB: Math.round(Math.min(...loads.map((l) => l.memAvailableMiB))),
       buildCpuSeconds,
       otherWork,
       builds,
@@ -928,6 +932,7 @@ function summarize(runs: readonly ScenarioRun[], scenario: Scenario): ScenarioSu
     runnableMean: spread(mine.map((r) => r.runnable.mean)),
     buildCpuSeconds: spread(mine.map((r) => r.buildCpuSeconds)),
     otherWork: spread(mine.map((r) => r.otherWork)),
+    memAvailableMinMiB: Math.min(...mine.map((r) => r.memAvailableMinMiB)),
     fifoNudges: mine.every((r) => r.fifoNudgesMs === null)
       ? null
       : mine.map((r) => r.fifoNudgesMs?.length ?? 0),
