@@ -69,6 +69,7 @@ describe('the packed tarballs', () => {
     expect(tarballs.map((t) => t.split('/').pop()).sort()).toEqual(
       [
         'emerge-shim',
+        'steve-charts',
         'steve-cli',
         'steve-daemon',
         'steve-jobserver-client',
