@@ -134,7 +134,11 @@ export interface Daemon {
   readonly pid: number;
   readonly fuseJobserver: string;
   readonly fifoFront: string;
-  readonly control: Control;
+  /**
+   * A new control connection (the daemon closes one that stays silent too
+   * long, and the daemons of the bench sit idle through other scenarios).
+   */
+  openControl(): Promise<Control>;
   output(): string;
   /** SIGTERM by pid, SIGKILL after a deadline, and the mount always gone afterwards. */
   stop(): Promise<void>;
@@ -214,21 +218,18 @@ export async function startDaemon(
     control = await Control.connect(controlPath);
     await control.metrics();
   } catch (error) {
-    control?.close();
     await stop();
     throw error;
+  } finally {
+    control?.close();
   }
-  const connected = control;
   return {
     pid,
     fuseJobserver: join(mountDir, 'jobserver'),
     fifoFront,
-    control: connected,
+    openControl: () => Control.connect(controlPath),
     output: () => output,
-    stop: async () => {
-      connected.close();
-      await stop();
-    },
+    stop,
   };
 }
 

@@ -65,7 +65,6 @@ import {
   type Daemon,
   type LoadSample,
   type PoolSample,
-  Control,
   killGroup,
   memAvailableMiB,
   processCpuSeconds,
@@ -90,6 +89,7 @@ import {
   cpuTicksFromStat,
   cpuTicksWithChildrenFromStat,
   foreignBusyShare,
+  median,
   perRoundRatios,
   rotation,
   spread,
@@ -650,6 +650,9 @@ async function runScenario(
     const buildSpecs = specs(ctx, scenario, dir, stamps, pools);
     const clocks = readClocks(ctx.tools.stamp);
 
+    const control = daemon === null ? null : await daemon.openControl();
+    local.push(async () => control?.close());
+
     // ---- the run ----
     const t0 = process.hrtime.bigint();
     const sinceStart = (): number => Number(process.hrtime.bigint() - t0) / 1e6;
@@ -660,15 +663,14 @@ async function runScenario(
     const machineBefore = { cpu: cpuLine(), ours: ourTicks() };
     const cpuBefore = reapedChildrenCpuSeconds();
     const daemonCpuBefore = daemon === null ? 0 : processCpuSeconds(daemon.pid);
-    const grantsBefore = daemon === null ? 0 : (await readPool(daemon.control, sinceStart)).grants;
+    const grantsBefore = control === null ? 0 : (await readPool(control, sinceStart)).grants;
     const loadSampler = sampleEvery<LoadSample>(100, () => readLoad(sinceStart()));
     const runningDaemon = daemon;
+    const runningControl = control;
     const poolSampler =
-      runningDaemon === null
+      runningControl === null
         ? null
-        : sampleEvery<PoolSample>(settings.sampleMs, () =>
-            readPool(runningDaemon.control, sinceStart),
-          );
+        : sampleEvery<PoolSample>(settings.sampleMs, () => readPool(runningControl, sinceStart));
     // (d): the work-around for the fifo front's stall (FIFO_NUDGE_NOTE).
     const fifoNudgesMs: number[] = [];
     const nudging =
@@ -754,7 +756,7 @@ async function runScenario(
     const daemonCpuSeconds = daemon === null ? 0 : processCpuSeconds(daemon.pid) - daemonCpuBefore;
     await loadSampler.stop();
     await poolSampler?.stop();
-    const finalPool = daemon === null ? null : await readPool(daemon.control, sinceStart);
+    const finalPool = control === null ? null : await readPool(control, sinceStart);
 
     const failed = finished.filter((f) => f.exitCode !== 0 || f.report === null);
     if (timedOut || failed.length > 0)
@@ -775,8 +777,7 @@ async function runScenario(
     // Every token back (the daemons serve the next rounds too: a leak would skew them).
     let tokensBack: boolean | null = null;
     if (fifoPath !== null) tokensBack = tokensInFifo(fifoPath) === settings.jobs;
-    if (daemon !== null) {
-      const control: Control = daemon.control;
+    if (control !== null) {
       // The fifo front keeps a parked token until nobody has the fifo open; give it a moment.
       const deadlineMs = performance.now() + 5000;
       tokensBack = false;
@@ -886,22 +887,33 @@ async function runScenario(
 
 /**
  * What one `metrics` request costs the daemon: CPU (schedstat, all
- * threads) of the (c) daemon, warmed up by a burst of requests, over a
- * stretch without requests and one with requests at the bench's rate.
+ * threads) of the (c) daemon, warmed up by a burst of requests, in
+ * alternating stretches without requests and with requests at the bench's
+ * rate; the median of the per-pair differences (one stretch can catch a
+ * garbage collection or a timer of the daemon's own).
  */
 async function calibrateSampling(daemon: Daemon, everyMs: number): Promise<number> {
-  for (let i = 0; i < 200; i++) await daemon.control.metrics();
-  await wait(2000); // the burst's tail (V8's compiler and GC threads)
-  const windowMs = 5000;
-  const idleBefore = threadsCpuNs(daemon.pid);
-  await wait(windowMs);
-  const idleNs = threadsCpuNs(daemon.pid) - idleBefore;
-  const before = threadsCpuNs(daemon.pid);
-  const sampler = sampleEvery(everyMs, () => daemon.control.metrics());
-  await wait(windowMs);
-  await sampler.stop();
-  const sampledNs = threadsCpuNs(daemon.pid) - before;
-  return Math.max(0, sampledNs - idleNs) / 1000 / Math.max(1, sampler.samples.length);
+  const control = await daemon.openControl();
+  try {
+    for (let i = 0; i < 200; i++) await control.metrics();
+    await wait(2000); // the burst's tail (V8's compiler and GC threads)
+    const windowMs = 2000;
+    const perRequestUs: number[] = [];
+    for (let pair = 0; pair < 4; pair++) {
+      const idleBefore = threadsCpuNs(daemon.pid);
+      await wait(windowMs);
+      const idleNs = threadsCpuNs(daemon.pid) - idleBefore;
+      const before = threadsCpuNs(daemon.pid);
+      const sampler = sampleEvery(everyMs, () => control.metrics());
+      await wait(windowMs);
+      await sampler.stop();
+      const sampledNs = threadsCpuNs(daemon.pid) - before;
+      perRequestUs.push((sampledNs - idleNs) / 1000 / Math.max(1, sampler.samples.length));
+    }
+    return Math.max(0, median(perRequestUs));
+  } finally {
+    control.close();
+  }
 }
 
 // ---- the whole bench ---------------------------------------------------------------
