@@ -149,6 +149,17 @@ export function buildsMarkdown(r: BuildsBenchResult): string {
         `| ${BUILD_LABELS[b]} | ${SCENARIOS.map((s) => range(r.summary[s].buildSeconds[b], s2)).join(' | ')} |`,
     ),
     '',
+    `### Each build's CPU, s: median [min–max]`,
+    '',
+    "The build's command and everything it ran (its top level's cutime + cstime); its top-level wrapper's own CPU after the slash.",
+    '',
+    `| build | ${SCENARIOS.map((s) => SCENARIO_LABELS[s]).join(' | ')} |`,
+    rule,
+    ...BUILDS.map(
+      (b) =>
+        `| ${BUILD_LABELS[b]} | ${SCENARIOS.map((s) => `${range(r.summary[s].buildCpu[b], s2)} / ${s2(r.summary[s].wrapperCpu[b].median)}`).join(' | ')} |`,
+    ),
+    '',
     '### Rounds',
     '',
     `| round | order | ${SCENARIOS.map((s) => `${SCENARIO_LABELS[s]} s`).join(' | ')} | (c) / (b) | (d) / (b) | peaks | tokens back |`,

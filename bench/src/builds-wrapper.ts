@@ -18,7 +18,7 @@
  */
 
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Jobserver, runWithTokenResult } from '@steve/jobserver-client';
 
 /** What the harness reads back (nanoseconds as decimal strings: beyond 2^53 after long uptimes). */
@@ -27,6 +27,22 @@ export interface WrapperReport {
   readonly endNs: string;
   readonly status: number;
   readonly signal: string | null;
+  /** Clock ticks from /proc/self/stat at the end: this wrapper's utime + stime, and cutime + cstime (CMD and everything it reaped). */
+  readonly wrapperTicks: number;
+  readonly commandTicks: number;
+}
+
+function cpuTicks(): { own: number; children: number } {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const fields = stat
+    .slice(stat.lastIndexOf(')') + 2)
+    .split(' ')
+    .map(Number);
+  // After "pid (comm) ", field 0 is the state (stat field 3): utime 14, stime 15, cutime 16, cstime 17.
+  return {
+    own: (fields[11] ?? 0) + (fields[12] ?? 0),
+    children: (fields[13] ?? 0) + (fields[14] ?? 0),
+  };
 }
 
 function runPlain(command: string, args: readonly string[], onSpawn: () => void) {
@@ -64,11 +80,15 @@ async function main(): Promise<void> {
       jobserver.close();
     }
   }
+  const endNs = process.hrtime.bigint();
+  const ticks = cpuTicks();
   const line: WrapperReport = {
     tokenNs: String(tokenNs),
-    endNs: String(process.hrtime.bigint()),
+    endNs: String(endNs),
     status: result.status,
     signal: result.signal,
+    wrapperTicks: ticks.own,
+    commandTicks: ticks.children,
   };
   writeFileSync(report, `${JSON.stringify(line)}\n`);
   process.exitCode = result.status;

@@ -62,6 +62,7 @@ import {
   withinSummary,
 } from './builds-math.js';
 import {
+  CLOCK_TICKS,
   type Daemon,
   type LoadSample,
   type PoolSample,
@@ -184,6 +185,10 @@ export interface BuildRun {
   readonly durationMs: number;
   readonly jobs: number;
   readonly peakJobs: number;
+  /** CPU of the build's command and everything under it (its top level's cutime + cstime), s. */
+  readonly cpuSeconds: number;
+  /** CPU of its top-level wrapper itself (Node, the jobserver client), s. */
+  readonly wrapperCpuSeconds: number;
 }
 
 export interface DaemonFigures {
@@ -253,6 +258,8 @@ export interface ScenarioSummary {
   readonly firstTokenMs: Readonly<Record<BuildName, Spread>>;
   readonly firstJobMs: Readonly<Record<BuildName, Spread>>;
   readonly buildSeconds: Readonly<Record<BuildName, Spread>>;
+  readonly buildCpu: Readonly<Record<BuildName, Spread>>;
+  readonly wrapperCpu: Readonly<Record<BuildName, Spread>>;
   readonly daemon: {
     readonly cpuSecondsPer1000Tokens: Spread;
     readonly rawCpuSecondsPer1000Tokens: Spread;
@@ -811,7 +818,8 @@ async function runScenario(
       const startMs = Number(f.spawnNs - t0) / 1e6;
       const own = edges.filter((e) => e.build === f.spec.build);
       const starts = own.filter((e) => e.delta === 1).map((e) => e.tMs);
-      const tokenNs = BigInt((f.report as WrapperReport).tokenNs);
+      const report = f.report as WrapperReport;
+      const tokenNs = BigInt(report.tokenNs);
       return {
         build: f.spec.build,
         startMs,
@@ -820,6 +828,8 @@ async function runScenario(
         durationMs: Number(f.exitNs - f.spawnNs) / 1e6,
         jobs: starts.length,
         peakJobs: peakConcurrency(own),
+        cpuSeconds: report.commandTicks / CLOCK_TICKS,
+        wrapperCpuSeconds: report.wrapperTicks / CLOCK_TICKS,
       };
     });
     const timeline = Object.fromEntries(
@@ -951,6 +961,8 @@ function summarize(runs: readonly ScenarioRun[], scenario: Scenario): ScenarioSu
     firstTokenMs: perBuild((b) => b.firstTokenMs),
     firstJobMs: perBuild((b) => b.firstJobMs),
     buildSeconds: perBuild((b) => b.durationMs / 1000),
+    buildCpu: perBuild((b) => b.cpuSeconds),
+    wrapperCpu: perBuild((b) => b.wrapperCpuSeconds),
     daemon:
       daemons.length === 0
         ? null

@@ -44,6 +44,8 @@ function summary(
     firstTokenMs: perBuild(100),
     firstJobMs: perBuild(150),
     buildSeconds: perBuild(10),
+    buildCpu: perBuild(6),
+    wrapperCpu: perBuild(0.1),
     daemon:
       daemon === null
         ? null
