@@ -7,7 +7,13 @@
  * a clock, a file or starts a process.
  */
 
-import { type Spread, type Verdict, spread } from './rounds.js';
+import {
+  MIN_ROUNDS_FOR_VERDICT,
+  type Spread,
+  type Verdict,
+  judgeRatios,
+  spread,
+} from './rounds.js';
 
 /** A job started (+1) or ended (-1) at `tMs` (ms since the run's start), in build `build`. */
 export interface JobEdge {
@@ -191,24 +197,14 @@ export interface WithinSummary extends Spread {
 }
 
 /** At least 3 rounds, as for the tokens bench: with fewer, one bad round decides the median. */
-export const MIN_ROUNDS_FOR_WITHIN = 3;
+export const MIN_ROUNDS_FOR_WITHIN = MIN_ROUNDS_FOR_VERDICT;
 
 /**
  * "No more than x% above": met when the median of the per-round ratios is
  * at most `maxRatio` (being faster is never a miss).
  */
 export function withinSummary(ratios: readonly number[], maxRatio: number): WithinSummary {
-  if (ratios.length < MIN_ROUNDS_FOR_WITHIN)
-    throw new RangeError(
-      `a verdict needs at least ${MIN_ROUNDS_FOR_WITHIN} rounds, got ${ratios.length}`,
-    );
-  const s = spread(ratios);
-  return {
-    ...s,
-    maxRatio,
-    verdict: s.median <= maxRatio ? 'met' : 'MISSED',
-    roundsMeetingTarget: ratios.filter((r) => r <= maxRatio).length,
-  };
+  return { ...judgeRatios(ratios, (r) => r <= maxRatio), maxRatio };
 }
 
 /** Prometheus text exposition as name{labels} -> value (comments skipped). */

@@ -45,6 +45,7 @@ import { createRequire } from 'node:module';
 import { cpus, homedir, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { processGroupMembers } from '@steve/test-support';
 import { execa } from 'execa';
 import {
   type IdleWhileWaiting,
@@ -568,22 +569,6 @@ function readClocks(stamp: string): { realtimeNs: bigint; monotonicNs: bigint } 
   return { realtimeNs: BigInt(real ?? '0'), monotonicNs: BigInt(mono ?? '0') };
 }
 
-/** Pids of live processes in process group `pgid`. */
-function groupMembers(pgid: number): number[] {
-  const members: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[2]) === pgid && fields[0] !== 'Z') members.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return members;
-}
-
 /** Tokens in a fifo now, read without blocking and written straight back. */
 function tokensInFifo(path: string): number {
   const fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
@@ -735,7 +720,7 @@ async function runScenario(
         const result = await child;
         const exitNs = process.hrtime.bigint();
         // Anything the build left behind in its group: stopped by pid.
-        for (const pid of groupMembers(pgid)) process.kill(pid, 'SIGKILL');
+        for (const pid of processGroupMembers(pgid)) process.kill(pid, 'SIGKILL');
         await removeGroup();
         return {
           spec,

@@ -94,7 +94,14 @@ export interface RatioSummary extends Spread {
 /** At least 3 rounds: with fewer, one bad round decides the median. */
 export const MIN_ROUNDS_FOR_VERDICT = 3;
 
-export function ratioSummary(ratios: readonly number[], target: number): RatioSummary {
+/**
+ * Per-round ratios judged by `meets` on their median (never on one round),
+ * with how many rounds met it on their own.
+ */
+export function judgeRatios(
+  ratios: readonly number[],
+  meets: (ratio: number) => boolean,
+): Spread & { readonly verdict: Verdict; readonly roundsMeetingTarget: number } {
   if (ratios.length < MIN_ROUNDS_FOR_VERDICT)
     throw new RangeError(
       `a verdict needs at least ${MIN_ROUNDS_FOR_VERDICT} rounds, got ${ratios.length}`,
@@ -102,10 +109,13 @@ export function ratioSummary(ratios: readonly number[], target: number): RatioSu
   const s = spread(ratios);
   return {
     ...s,
-    target,
-    verdict: s.median >= target ? 'met' : 'MISSED',
-    roundsMeetingTarget: ratios.filter((r) => r >= target).length,
+    verdict: meets(s.median) ? 'met' : 'MISSED',
+    roundsMeetingTarget: ratios.filter(meets).length,
   };
+}
+
+export function ratioSummary(ratios: readonly number[], target: number): RatioSummary {
+  return { ...judgeRatios(ratios, (r) => r >= target), target };
 }
 
 export interface LatencyStats {

@@ -3,7 +3,7 @@
 // scripts/build-make-4.4.1.sh (cached; built here when missing), builds
 // whose jobs stamp start/end lines, and make runs in their own process group.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { REPO, waitFor } from './daemon.js';
@@ -182,21 +182,7 @@ export async function runMake441(
   return { code, output: run.output(), elapsedMs: performance.now() - started };
 }
 
-/** Pids of the live processes in process group `pgid` (from /proc). */
-export function processGroupMembers(pgid: number): number[] {
-  const members: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[2]) === pgid && fields[0] !== 'Z') members.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return members;
-}
+export { processGroupMembers } from '@steve/test-support';
 
 /** SIGKILL whatever is left of a build's process group (test clean-up). */
 export function killGroup(pgid: number): void {
