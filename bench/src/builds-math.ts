@@ -7,13 +7,7 @@
  * a clock, a file or starts a process.
  */
 
-import {
-  MIN_ROUNDS_FOR_VERDICT,
-  type Spread,
-  type Verdict,
-  judgeRatios,
-  spread,
-} from './rounds.js';
+import { MIN_ROUNDS_FOR_VERDICT, type Spread, type Verdict, judgeRatios } from './rounds.js';
 
 /** A job started (+1) or ended (-1) at `tMs` (ms since the run's start), in build `build`. */
 export interface JobEdge {

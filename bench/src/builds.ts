@@ -36,7 +36,6 @@ import {
   openSync,
   readFileSync,
   readSync,
-  readdirSync,
   rmSync,
   writeFileSync,
   writeSync,
