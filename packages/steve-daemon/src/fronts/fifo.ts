@@ -341,8 +341,14 @@ class FifoFront implements FrontPort {
       parked = bytesReadable(this.writeFd);
       this.returnToCore(taken, parked);
     }
-    if (parked < this.prefetch && surplus === 0 && this.outstandingRead === null)
-      this.askCore(generation);
+    // Asked even while the pool is over its capacity: the read waits in the
+    // core's queue like any client's and is granted when a token is free,
+    // whoever returns it. (Asking only when within the capacity left a fifo
+    // reader waiting forever once the pool had room again: nothing here
+    // looks again until the fifo's own clients do something.) Never churn:
+    // what went back above was at most the surplus, so the pool is still at
+    // or over its capacity and this read cannot be granted at once.
+    if (parked < this.prefetch && this.outstandingRead === null) this.askCore(generation);
   }
 
   private hasReaders(): boolean {

@@ -204,6 +204,50 @@ function client(file: string, how: 'rdwr' | 'split' = 'split'): Client {
   return started;
 }
 
+/**
+ * A client of the core beside the fifo (as another front would be): this
+ * process, reading and returning tokens through its own connection.
+ */
+function coreHolder(): { take(n: number): Promise<void>; giveBack(n: number): void } {
+  let granted = 0;
+  let nextLocalId = 1;
+  const connection = server.connect({
+    name: 'test holder',
+    reply: (_localId, reply) => {
+      if (reply.kind === 'token') granted += 1;
+    },
+    notifyPoll: () => undefined,
+    dropPollHandle: () => undefined,
+  });
+  const fileId = connection.file(1);
+  connection.event({ type: 'open', fileId, pid: process.pid });
+  return {
+    async take(n) {
+      const wanted = granted + n;
+      for (let i = 0; i < n; i++) {
+        connection.event({
+          type: 'read',
+          requestId: connection.request(nextLocalId++),
+          fileId,
+          pid: process.pid,
+          blocking: true,
+          sizeBytes: 1,
+        });
+      }
+      await waitFor(`${n} token(s) for the holder`, () => granted === wanted);
+    },
+    giveBack(n) {
+      connection.event({
+        type: 'write',
+        requestId: connection.request(nextLocalId++),
+        fileId,
+        pid: process.pid,
+        sizeBytes: n,
+      });
+    },
+  };
+}
+
 const out = (): number => server.snapshot().out;
 /** The most tokens out any record reported so far. */
 const maxOut = (): number =>
@@ -407,6 +451,36 @@ describe('fifo front', () => {
     await first.giveBack(1);
     await waitFor('one parked again', () => out() === 2 && front.parkedTokens() === 1);
     expect(first.held).toBe(1);
+    expect(maxOut()).toBeLessThanOrEqual(4);
+  });
+
+  it('a token another client returns after a lower job count reaches a fifo reader waiting on the empty pipe', async () => {
+    // Found by the builds bench: ninja waited on an empty fifo forever
+    // while the pool had room (status: capacity 1, out 0, waiting 0). The
+    // front asked the core only while the pool was within its capacity and
+    // looked again only on its own fifo's events, so tokens that came back
+    // from elsewhere once the pool was within it again never reached it.
+    startServer(4);
+    const other = coreHolder();
+    await other.take(2);
+    const front = await startFifo();
+    const viaFifo = client(front.jobserverPath);
+    await viaFifo.opened();
+    await viaFifo.take(1);
+    await waitFor('2 + 1 held, 1 parked', () => front.parkedTokens() === 1 && out() === 4);
+
+    // jobs 4 -> 2: 2 over; the parked token goes back (out 3, still 1 over).
+    server.event({ type: 'configure', changes: { jobs: 2 } });
+    await waitFor('the parked token back', () => out() === 3 && front.parkedTokens() === 0);
+    viaFifo.send('r');
+    await waitFor(
+      'the fifo client to block on the empty pipe',
+      () => viaFifo.count('reading') === 2,
+    );
+    // The other client gives both back: 1 out of 2, a token is free.
+    other.giveBack(2);
+    await waitFor('the fifo client to get the free token', () => viaFifo.held === 2, 3000);
+    expect(out()).toBe(2);
     expect(maxOut()).toBeLessThanOrEqual(4);
   });
 
