@@ -8,7 +8,6 @@ import {
   BUILDS,
   BUILD_LABELS,
   type BuildsBenchResult,
-  FIFO_NUDGE_NOTE,
   MEMORY_NOTE,
   SCENARIOS,
   SCENARIO_LABELS,
@@ -64,7 +63,7 @@ export function buildsMarkdown(r: BuildsBenchResult): string {
     '',
     `What (d) does here: ${MEMORY_NOTE}`,
     '',
-    `A stall found on the way, and the bench's work-around in (d): ${FIFO_NUDGE_NOTE}`,
+    "steve's fifo front used to stall under a limit; that is fixed in the daemon, and the bench no longer works around it.",
     '',
     `Jobs at once come from the jobs' own logs: every compile and link (a \`stamp\` prefix in the Makefile and build.ninja), every rustc (RUSTC_WRAPPER=stamp), every build-script run (its own stamps, CLOCK_REALTIME moved onto the monotonic clock), every pytest collection and test (conftest.py hooks) logs its start and end on CLOCK_MONOTONIC. Make, cargo, ninja and pytest themselves are not jobs. The mean is job-time over the makespan.`,
     '',
@@ -119,10 +118,6 @@ export function buildsMarkdown(r: BuildsBenchResult): string {
       daemonCell(s, (d) => range(d.limitedByMemoryShare, pct)),
     ),
     row('lowest MemAvailable sampled, MiB', (s) => ms0(r.summary[s].memAvailableMinMiB)),
-    row('fifo front nudged by the bench, per round', (s) => {
-      const nudges = r.summary[s].fifoNudges;
-      return nudges === null ? '—' : nudges.join(', ');
-    }),
     '',
     `Load average: /proc/loadavg's 1-minute figure, read every 100 ms during each run; it trails by a minute, so each run also carries some of the run before it. Runnable tasks: the same file's fourth field (the reader included). Other work: busy time in /proc/stat minus the CPU time of the bench, its builds and the daemon, over all CPUs (clock ticks: coarse). Daemon CPU: utime + stime from /proc/PID/stat between the first build's start and the last one's end, per token granted (reads and poll reservations, the fifo front's own acquisitions for ninja included) and against the builds' CPU (cutime + cstime of the bench: every build process, reaped). The daemons of (c) and (d) are started once, before the first round, and serve every round, as a system service would; each run's figures are differences over that run. Our \`metrics\` request every ${r.sampling.everyMs} ms is part of the daemon's CPU here; on the warmed-up daemon with nothing else to do one request cost ${r.sampling.cpuUsPerRequest.toFixed(1)} µs, and "without sampling" takes that off per request (an estimate: a daemon that is awake anyway pays less for a request than an idle one woken for it).`,
     '',

@@ -135,9 +135,6 @@ export const DAEMON_CPU_MAX_SHARE = 0.01;
 export const MEMORY_NOTE =
   "`--min-memory-avail` is set to a fraction (BENCH_BUILDS_MEMORY_FRACTION) of MemAvailable, read once before the first round. The builds never use that much memory, so MemAvailable never falls below the minimum. It stays below twice the minimum, though, which is where steve settles: because a job's memory shows only after it has run a while, after each grant the capacity drops to --min-jobs (1) until a MemAvailable sample taken --load-recheck (1 s) after that grant. While any token is out that allows at most one grant per second, and each build's top level needs one of those grants too. (d) therefore measures what settling costs real builds; they still complete.";
 
-export const FIFO_NUDGE_NOTE =
-  "Under a limit steve's fifo front can stall: it asks the core for a token only while the pool is not over its capacity (steve_tokens_out <= steve_capacity), and it looks again only on events of its own fifo (a client opening, reading or writing it) or a settings change. Settling holds the capacity at --min-jobs (1) right after each grant, so when ninja opens the fifo while other builds hold tokens the front declines, and nothing later makes it ask: ninja waits on an empty pipe while the pool has tokens to spare, after the other builds have ended too (status then reads capacity 1, out 0, waiting 0), and the run never ends. The bench works around it in (d): once a second, when the last pool sample shows fewer tokens out than the capacity and nobody waiting in the daemon, it opens and closes the fifo front (O_RDONLY|O_NONBLOCK), an inotify event that makes the front look again. The nudges are counted per run; BENCH_BUILDS_NUDGE_FIFO=0 turns them off (and the run hits its deadline).";
-
 export interface BuildsSettings extends ProjectSizes {
   readonly rounds: number;
   /** N: every build's -jN in (a), the tokens of the fifo and of the daemon in (b)-(d). */
@@ -152,8 +149,6 @@ export interface BuildsSettings extends ProjectSizes {
   readonly daemonNice: number;
   /** Deadline for one scenario's builds, seconds. */
   readonly timeoutSeconds: number;
-  /** (d): work around the fifo front's stall under a limit (FIFO_NUDGE_NOTE); 0 shows the hang. */
-  readonly nudgeFifoFront: boolean;
 }
 
 export const DEFAULT_BUILDS_SETTINGS: BuildsSettings = {
@@ -171,7 +166,6 @@ export const DEFAULT_BUILDS_SETTINGS: BuildsSettings = {
   sampleMs: 250,
   daemonNice: -10,
   timeoutSeconds: 300,
-  nudgeFifoFront: true,
 };
 
 export interface BuildRun {
@@ -238,8 +232,6 @@ export interface ScenarioRun {
   readonly daemon: DaemonFigures | null;
   /** Every token back at the end: N bytes in the fifo, or nothing out in steve. */
   readonly tokensBack: boolean | null;
-  /** (d): times (ms) the bench nudged the fifo front (FIFO_NUDGE_NOTE); null when it did not watch. */
-  readonly fifoNudgesMs: readonly number[] | null;
   /** Jobs at once per build as [ms, jobs] steps. */
   readonly timeline: Readonly<Record<BuildName, ReadonlyArray<readonly [number, number]>>>;
 }
@@ -254,7 +246,6 @@ export interface ScenarioSummary {
   readonly buildCpuSeconds: Spread;
   readonly otherWork: Spread;
   readonly memAvailableMinMiB: number;
-  readonly fifoNudges: readonly number[] | null;
   readonly firstTokenMs: Readonly<Record<BuildName, Spread>>;
   readonly firstJobMs: Readonly<Record<BuildName, Spread>>;
   readonly buildSeconds: Readonly<Record<BuildName, Spread>>;
@@ -656,34 +647,12 @@ async function runScenario(
     const daemonCpuBefore = daemon === null ? 0 : processCpuSeconds(daemon.pid);
     const grantsBefore = control === null ? 0 : (await readPool(control, sinceStart)).grants;
     const loadSampler = sampleEvery<LoadSample>(100, () => readLoad(sinceStart()));
-    const runningDaemon = daemon;
     const runningControl = control;
     const poolSampler =
       runningControl === null
         ? null
         : sampleEvery<PoolSample>(settings.sampleMs, () => readPool(runningControl, sinceStart));
-    // (d): the work-around for the fifo front's stall (FIFO_NUDGE_NOTE).
-    const fifoNudgesMs: number[] = [];
-    const nudging =
-      scenario === 'steveMemory' &&
-      settings.nudgeFifoFront &&
-      daemon !== null &&
-      poolSampler !== null
-        ? setInterval(() => {
-            const last = poolSampler.samples.at(-1);
-            if (last === undefined || !(last.out < last.capacity && last.waiting === 0)) return;
-            try {
-              closeSync(
-                openSync(runningDaemon?.fifoFront ?? '', constants.O_RDONLY | constants.O_NONBLOCK),
-              );
-              fifoNudgesMs.push(Math.round(sinceStart()));
-            } catch {
-              // the fifo is gone: nothing to nudge
-            }
-          }, 1000)
-        : null;
     local.push(async () => {
-      if (nudging !== null) clearInterval(nudging);
       await loadSampler.stop();
       await poolSampler?.stop();
     });
@@ -735,7 +704,6 @@ async function runScenario(
       }),
     );
     clearTimeout(deadline);
-    if (nudging !== null) clearInterval(nudging);
     const endMs = sinceStart();
     const buildCpuSeconds = reapedChildrenCpuSeconds() - cpuBefore;
     const otherWork = foreignBusyShare(
@@ -870,7 +838,6 @@ async function runScenario(
       builds,
       daemon: daemonFigures,
       tokensBack,
-      fifoNudgesMs: scenario === 'steveMemory' && settings.nudgeFifoFront ? fifoNudgesMs : null,
       timeline,
     };
   } finally {
@@ -939,9 +906,6 @@ function summarize(runs: readonly ScenarioRun[], scenario: Scenario): ScenarioSu
     buildCpuSeconds: spread(mine.map((r) => r.buildCpuSeconds)),
     otherWork: spread(mine.map((r) => r.otherWork)),
     memAvailableMinMiB: Math.min(...mine.map((r) => r.memAvailableMinMiB)),
-    fifoNudges: mine.every((r) => r.fifoNudgesMs === null)
-      ? null
-      : mine.map((r) => r.fifoNudgesMs?.length ?? 0),
     firstTokenMs: perBuild((b) => b.firstTokenMs),
     firstJobMs: perBuild((b) => b.firstJobMs),
     buildSeconds: perBuild((b) => b.durationMs / 1000),

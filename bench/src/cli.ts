@@ -94,16 +94,14 @@ for (const name of selected) {
       daemonNice: env('BENCH_BUILDS_DAEMON_NICE'),
       timeoutSeconds: env('BENCH_BUILDS_TIMEOUT_SECONDS'),
     };
-    const nudge = process.env.BENCH_BUILDS_NUDGE_FIFO;
     for (const [knob, value] of Object.entries(knobs))
       if (value !== undefined && !Number.isFinite(value)) {
         console.error(`bench builds: ${knob} from the environment is not a number`);
         process.exit(2);
       }
-    const result = await runBuildsBench({
-      ...Object.fromEntries(Object.entries(knobs).filter(([, v]) => v !== undefined)),
-      ...(nudge === undefined ? {} : { nudgeFifoFront: nudge !== '0' }),
-    });
+    const result = await runBuildsBench(
+      Object.fromEntries(Object.entries(knobs).filter(([, v]) => v !== undefined)),
+    );
     const markdown = buildsMarkdown(result);
     console.log(markdown);
     writeFileSync(join(resultsDir, 'builds.json'), `${JSON.stringify(result, null, 2)}\n`);

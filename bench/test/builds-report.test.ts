@@ -40,7 +40,6 @@ function summary(
     buildCpuSeconds: spread([60]),
     otherWork: spread([0]),
     memAvailableMinMiB: 20_000,
-    fifoNudges: null,
     firstTokenMs: perBuild(100),
     firstJobMs: perBuild(150),
     buildSeconds: perBuild(10),
@@ -117,7 +116,6 @@ function run(scenario: Scenario, round: number, makespanMs: number): ScenarioRun
     builds: [],
     daemon: null,
     tokensBack: scenario === 'own' ? null : true,
-    fifoNudgesMs: null,
     timeline: Object.fromEntries(BUILDS.map((b) => [b, [[0, 1] as const]])) as unknown as Record<
       BuildName,
       ReadonlyArray<readonly [number, number]>
