@@ -746,9 +746,13 @@ void Session::OnRead(fuse_req_t req, size_t size, off_t offset,
   uint64_t reqId = nextReqId_++;
   pending_.emplace(reqId, PendingRequest{req, RequestKind::kRead, size});
   Napi::Env env = Env();
+  // The hot path: the caller as plain numbers, no context object (reads and
+  // writes are most of the traffic; see SessionHandlers.read).
+  const struct fuse_ctx* ctx = fuse_req_ctx(req);
   bool ok = Call(onRead_, {Napi::Number::New(env, static_cast<double>(reqId)),
                            Napi::Number::New(env, static_cast<double>(fi->fh)),
-                           Context(req),
+                           Napi::Number::New(env, ctx->pid),
+                           Napi::Number::New(env, ctx->uid),
                            Napi::Number::New(env, static_cast<double>(size)),
                            Napi::Number::New(env, fi->flags)});
   auto still = pending_.find(reqId);
@@ -773,10 +777,14 @@ void Session::OnWrite(fuse_req_t req, const char* data, size_t size,
   uint64_t reqId = nextReqId_++;
   pending_.emplace(reqId, PendingRequest{req, RequestKind::kWrite, size});
   Napi::Env env = Env();
+  // Only the count matters: a token is a token, whatever byte was written.
+  (void)data;
+  const struct fuse_ctx* ctx = fuse_req_ctx(req);
   bool ok = Call(onWrite_, {Napi::Number::New(env, static_cast<double>(reqId)),
                             Napi::Number::New(env, static_cast<double>(fi->fh)),
-                            Context(req),
-                            Napi::Buffer<char>::Copy(env, data, size)});
+                            Napi::Number::New(env, ctx->pid),
+                            Napi::Number::New(env, ctx->uid),
+                            Napi::Number::New(env, static_cast<double>(size))});
   auto still = pending_.find(reqId);
   if (still == pending_.end()) return;
   if (!ok) {

@@ -26,6 +26,8 @@ const ERRNO: Readonly<Record<'EAGAIN' | 'EINTR' | 'ENOSPC', number>> = {
 };
 const POLL_WRITABLE = pollEvents.POLLOUT | pollEvents.POLLWRNORM;
 const POLL_READABLE = pollEvents.POLLIN | pollEvents.POLLRDNORM;
+const TOKEN_BUFFERS: Buffer[] = [];
+const EMPTY = Buffer.alloc(0);
 
 export interface SessionFrontOptions {
   readonly name: string;
@@ -81,7 +83,8 @@ export class SessionFront implements FrontPort {
       read: (
         reqId: number,
         fileId: number,
-        ctx: RequestContext,
+        tid: number,
+        uid: number,
         sizeBytes: number,
         flags: number,
       ) => {
@@ -89,19 +92,19 @@ export class SessionFront implements FrontPort {
           type: 'read',
           requestId: this.connection.request(reqId),
           fileId: this.connection.file(fileId),
-          pid: pidOf(ctx),
+          pid: this.server.threadGroups.processOf(tid),
           blocking: (flags & O_NONBLOCK) === 0,
           sizeBytes,
-          uid: ctx.uid,
+          uid,
         });
       },
-      write: (reqId: number, fileId: number, ctx: RequestContext, data: Buffer) => {
+      write: (reqId: number, fileId: number, tid: number, _uid: number, sizeBytes: number) => {
         this.connection.event({
           type: 'write',
           requestId: this.connection.request(reqId),
           fileId: this.connection.file(fileId),
-          pid: pidOf(ctx),
-          sizeBytes: data.length,
+          pid: this.server.threadGroups.processOf(tid),
+          sizeBytes,
         });
       },
       poll: (reqId: number, fileId: number, ctx: RequestContext, pollHandleId: number) => {
@@ -132,10 +135,15 @@ export class SessionFront implements FrontPort {
     if (!session) return;
     switch (reply.kind) {
       case 'token':
-        session.replyData(localRequestId, Buffer.from([reply.byte]));
+        // The native side copies the bytes into its reply at once: one
+        // buffer per byte value serves every reply (no allocation per token).
+        session.replyData(
+          localRequestId,
+          (TOKEN_BUFFERS[reply.byte] ??= Buffer.from([reply.byte])),
+        );
         return;
       case 'empty':
-        session.replyData(localRequestId, Buffer.alloc(0));
+        session.replyData(localRequestId, EMPTY);
         return;
       case 'written':
         session.replyWrite(localRequestId, reply.countBytes);

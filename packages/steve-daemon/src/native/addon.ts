@@ -58,12 +58,25 @@ export interface SessionHandlers {
   /**
    * A read on `jobserver`. Reply with {@link Session.replyData} (at most
    * `sizeBytes` bytes) or {@link Session.replyError} (EAGAIN, EINTR, …).
+   * Reads and writes are the hot path: the caller comes as plain numbers
+   * (`tid`, `uid` as in {@link RequestContext}), not as a context object.
    * @param flags the file's flags *at the time of this read*, so an
    *   `O_NONBLOCK` set later with fcntl is visible here
    */
-  read(reqId: number, fileId: number, ctx: RequestContext, sizeBytes: number, flags: number): void;
-  /** A write on `jobserver`. Reply with {@link Session.replyWrite} or an error. */
-  write(reqId: number, fileId: number, ctx: RequestContext, data: Buffer): void;
+  read(
+    reqId: number,
+    fileId: number,
+    tid: number,
+    uid: number,
+    sizeBytes: number,
+    flags: number,
+  ): void;
+  /**
+   * A write on `jobserver` of `sizeBytes` bytes (their values do not
+   * matter: a token is a token). Reply with {@link Session.replyWrite} or
+   * an error.
+   */
+  write(reqId: number, fileId: number, tid: number, uid: number, sizeBytes: number): void;
   /**
    * A poll/select/epoll on `jobserver`; the caller is blocked in the kernel
    * until {@link Session.replyPoll}. Keep `pollHandleId` (0 when the kernel

@@ -42,8 +42,8 @@ print("got", os.read(fd, 100))`,
     expect(child.lines).toContain("got b'+'");
     const read = responder.last('read');
     expect(read?.sizeBytes).toBe(100);
-    expect(read?.ctx.tid).toBe(child.child.pid); // main thread: tid == pid
-    expect(read?.ctx.uid).toBe(process.getuid?.());
+    expect(read?.tid).toBe(child.child.pid); // main thread: tid == pid
+    expect(read?.uid).toBe(process.getuid?.());
     const open = responder.last('open');
     expect(open?.path).toBe('jobserver');
     expect(open?.fileId).toBe(read?.fileId);
@@ -81,14 +81,15 @@ print("wrote", os.write(fd, b"+++"))`,
     );
     await child.waitLine('wrote');
     expect(child.lines).toContain('wrote 3');
-    expect(responder.last('write')?.data.toString()).toBe('+++');
+    expect(responder.last('write')?.sizeBytes).toBe(3);
+    expect(responder.last('write')?.tid).toBe(child.child.pid);
     expect(responder.tokens).toBe(3);
   });
 
   it('a partial write count reaches the writer', async () => {
     const responder = new TokenResponder(0);
-    responder.write = (reqId, fileId, ctx, data) => {
-      responder.events.push({ kind: 'write', reqId, fileId, ctx, data });
+    responder.write = (reqId, fileId, tid, uid, sizeBytes) => {
+      responder.events.push({ kind: 'write', reqId, fileId, tid, uid, sizeBytes });
       responder.session?.replyWrite(reqId, 1);
     };
     mount = await mountTemp(responder);

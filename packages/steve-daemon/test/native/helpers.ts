@@ -42,11 +42,12 @@ export type SessionEvent =
       kind: 'read';
       reqId: number;
       fileId: number;
-      ctx: RequestContext;
+      tid: number;
+      uid: number;
       sizeBytes: number;
       flags: number;
     }
-  | { kind: 'write'; reqId: number; fileId: number; ctx: RequestContext; data: Buffer }
+  | { kind: 'write'; reqId: number; fileId: number; tid: number; uid: number; sizeBytes: number }
   | {
       kind: 'poll';
       reqId: number;
@@ -114,18 +115,25 @@ export class TokenResponder implements SessionHandlers {
     this.pollHandles.delete(fileId);
   }
 
-  read(reqId: number, fileId: number, ctx: RequestContext, sizeBytes: number, flags: number): void {
-    this.events.push({ kind: 'read', reqId, fileId, ctx, sizeBytes, flags });
+  read(
+    reqId: number,
+    fileId: number,
+    tid: number,
+    uid: number,
+    sizeBytes: number,
+    flags: number,
+  ): void {
+    this.events.push({ kind: 'read', reqId, fileId, tid, uid, sizeBytes, flags });
     if (this.tokens > 0) this.grant(reqId);
     else if ((flags & O_NONBLOCK) !== 0) this.live.replyError(reqId, EAGAIN);
     else this.blockedReads.push(reqId);
   }
 
-  write(reqId: number, fileId: number, ctx: RequestContext, data: Buffer): void {
-    this.events.push({ kind: 'write', reqId, fileId, ctx, data });
-    this.live.replyWrite(reqId, data.length);
-    this.held -= data.length;
-    this.give(data.length);
+  write(reqId: number, fileId: number, tid: number, uid: number, sizeBytes: number): void {
+    this.events.push({ kind: 'write', reqId, fileId, tid, uid, sizeBytes });
+    this.live.replyWrite(reqId, sizeBytes);
+    this.held -= sizeBytes;
+    this.give(sizeBytes);
   }
 
   poll(

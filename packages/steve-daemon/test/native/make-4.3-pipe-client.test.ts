@@ -68,7 +68,7 @@ describe('GNU make as a pipe client', () => {
     expect(responder.maxHeld).toBe(2);
     expect(responder.tokens).toBe(2); // every token written back
     const written = responder.events.reduce(
-      (sum, event) => sum + (event.kind === 'write' ? event.data.length : 0),
+      (sum, event) => sum + (event.kind === 'write' ? event.sizeBytes : 0),
       0,
     );
     expect(written).toBe(responder.granted);
