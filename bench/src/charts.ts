@@ -6,7 +6,7 @@
  */
 
 import { barsSvg, distributionSvg } from '@steve/charts';
-import type { TokensBenchResult } from './tokens.js';
+import { PLACEMENT_SHORT, type TokensBenchResult } from './tokens.js';
 
 const TARGET_LABELS: Record<string, string> = {
   fifo: 'kernel fifo',
@@ -24,34 +24,37 @@ function variantLabel(w: TokensBenchResult['wake'][number]): string {
 /** File name (without directory) to SVG text. */
 export async function tokensCharts(result: TokensBenchResult): Promise<Map<string, string>> {
   const charts = new Map<string, string>();
-  const perTarget = Object.entries(result.pairs.perTarget);
-  charts.set(
-    'tokens-pairs.svg',
-    await barsSvg({
-      title: `acquire+release pairs per second: median of ${result.settings.rounds} interleaved rounds, whisker q1-q3`,
-      yLabel: 'pairs per second',
-      bars: perTarget
-        .filter(([target]) => target !== 'fifo')
-        .map(([target, s]) => ({
-          label: TARGET_LABELS[target] ?? target,
-          value: s.median,
-          low: s.q1,
-          high: s.q3,
-        })),
-    }),
-  );
+  for (const p of result.pairs) {
+    charts.set(
+      `tokens-pairs-${p.placement === 'oneCpu' ? 'one-cpu' : 'two-cpus'}.svg`,
+      await barsSvg({
+        title: `acquire+release pairs per second, ${PLACEMENT_SHORT[p.placement]}: median of ${p.rounds.length} interleaved rounds, whisker q1-q3`,
+        yLabel: 'pairs per second',
+        bars: Object.entries(p.perTarget)
+          .filter(([target]) => target !== 'fifo')
+          .map(([target, s]) => ({
+            label: TARGET_LABELS[target] ?? target,
+            value: s.median,
+            low: s.q1,
+            high: s.q3,
+          })),
+      }),
+    );
+  }
   charts.set(
     'tokens-server-cpu.svg',
     await barsSvg({
       title: 'server CPU per pair (µs): median over rounds, whisker q1-q3',
       yLabel: 'µs per pair',
       valueFormat: '.3~r',
-      bars: Object.entries(result.pairs.serverCpuUsPerPair).map(([target, s]) => ({
-        label: TARGET_LABELS[target] ?? target,
-        value: s.median,
-        low: s.q1,
-        high: s.q3,
-      })),
+      bars: result.pairs.flatMap((p) =>
+        Object.entries(p.serverCpuUsPerPair).map(([target, s]) => ({
+          label: `${TARGET_LABELS[target] ?? target}, ${PLACEMENT_SHORT[p.placement]}`,
+          value: s.median,
+          low: s.q1,
+          high: s.q3,
+        })),
+      ),
     }),
   );
   for (const waiter of ['blocked', 'poller'] as const) {

@@ -12,7 +12,10 @@
  * Measured:
  * - acquire+release pairs per second (one process: read 1 byte, write it
  *   back) in R interleaved rounds, the four targets in rotating order each
- *   round; steve / fair C is a ratio per round, judged on the median;
+ *   round, under two placements pinned with taskset (client and server on
+ *   one CPU; on two): placement moves the rate tenfold here, so an unpinned
+ *   round measures where the scheduler happened to put the client; steve /
+ *   fair C is a ratio per round, judged on the median, per placement;
  * - wake-up latency (release -> a blocked reader returns; -> a poller's
  *   select returns) with no added load and with 2 CPU hogs at our nice
  *   level, and under load with scheduling hints applied to the daemon from
@@ -81,6 +84,30 @@ export const PAIRS_LABELS: Readonly<Record<PairsTarget, string>> = {
   fairC: 'fair C libfuse3 server (the daemon’s strategy: epoll, one buffer, no splice)',
   steve: 'steve-daemon FUSE front',
 };
+/**
+ * Where the pairs client and the server run, pinned with taskset. On one
+ * CPU a request hands the CPU straight to the server and back: the rate is
+ * the servers' own cost per request. On two, every request wakes the other
+ * CPU (in a VM an inter-processor interrupt and often a halted vCPU): the
+ * rate is that wake-up's, nearly the same for every server.
+ */
+export const PLACEMENTS = ['oneCpu', 'twoCpus'] as const;
+export type Placement = (typeof PLACEMENTS)[number];
+export const PLACEMENT_LABELS: Readonly<Record<Placement, string>> = {
+  oneCpu: 'client and server pinned to one CPU (bound by the server’s own cost)',
+  twoCpus: 'client on CPU 0, server on the last CPU (bound by cross-CPU wake-ups)',
+};
+export const PLACEMENT_SHORT: Readonly<Record<Placement, string>> = {
+  oneCpu: 'one CPU',
+  twoCpus: 'two CPUs',
+};
+
+/** The CPUs (client, server) of a placement on a machine with `cpuCount` CPUs. */
+export function placementCpus(placement: Placement, cpuCount: number): [number, number] {
+  const last = cpuCount - 1;
+  return placement === 'oneCpu' ? [last, last] : [0, last];
+}
+
 const SHORT: Readonly<Record<PairsTarget, string>> = {
   fifo: 'fifo',
   naiveC: 'naive C',
@@ -145,11 +172,47 @@ export interface WakeResult extends WakeVariant {
 
 export interface PairsRound {
   readonly round: number;
+  readonly placement: Placement;
   readonly order: readonly PairsTarget[];
   readonly pairsPerSecond: Readonly<Record<PairsTarget, number>>;
   /** CPU time of the server process (every thread) per pair, in µs; the fifo has none. */
   readonly serverCpuUsPerPair: Readonly<Record<ServerTarget, number>>;
   readonly load: Load;
+}
+
+/** The pairs rounds of one placement and what they add up to. */
+export interface PairsPlacementResult {
+  readonly placement: Placement;
+  readonly rounds: readonly PairsRound[];
+  readonly perTarget: Readonly<Record<PairsTarget, Spread>>;
+  readonly serverCpuUsPerPair: Readonly<Record<ServerTarget, Spread>>;
+  readonly steveVsFairC: RatioSummary;
+  readonly steveVsNaiveC: Spread;
+  readonly fairCVsNaiveC: Spread;
+  readonly steveVsFifo: Spread;
+}
+
+/** Sum up one placement's rounds. */
+export function pairsPlacementResult(
+  placement: Placement,
+  rounds: readonly PairsRound[],
+): PairsPlacementResult {
+  const mine = rounds.filter((r) => r.placement === placement);
+  const perRound = mine.map((r) => r.pairsPerSecond);
+  return {
+    placement,
+    rounds: mine,
+    perTarget: Object.fromEntries(
+      PAIRS_TARGETS.map((t) => [t, spread(perRound.map((p) => p[t]))]),
+    ) as Record<PairsTarget, Spread>,
+    serverCpuUsPerPair: Object.fromEntries(
+      SERVER_TARGETS.map((t) => [t, spread(mine.map((r) => r.serverCpuUsPerPair[t]))]),
+    ) as Record<ServerTarget, Spread>,
+    steveVsFairC: ratioSummary(perRoundRatios(perRound, 'steve', 'fairC'), RATE_TARGET),
+    steveVsNaiveC: spread(perRoundRatios(perRound, 'steve', 'naiveC')),
+    fairCVsNaiveC: spread(perRoundRatios(perRound, 'fairC', 'naiveC')),
+    steveVsFifo: spread(perRoundRatios(perRound, 'steve', 'fifo')),
+  };
 }
 
 export interface TokensBenchSettings {
@@ -178,15 +241,8 @@ export interface TokensBenchResult {
     readonly loadPairs: Load;
     readonly loadWake: Load;
   };
-  readonly pairs: {
-    readonly rounds: readonly PairsRound[];
-    readonly perTarget: Readonly<Record<PairsTarget, Spread>>;
-    readonly serverCpuUsPerPair: Readonly<Record<ServerTarget, Spread>>;
-    readonly steveVsFairC: RatioSummary;
-    readonly steveVsNaiveC: Spread;
-    readonly fairCVsNaiveC: Spread;
-    readonly steveVsFifo: Spread;
-  };
+  /** One entry per placement measured (one CPU only on a one-CPU machine). */
+  readonly pairs: readonly PairsPlacementResult[];
   readonly wake: readonly WakeResult[];
   readonly idle: {
     readonly seconds: number;
@@ -231,15 +287,21 @@ function waitForLine(child: ChildProcess, pattern: RegExp, deadlineMs: number): 
   });
 }
 
-function runPython(args: string[], timeoutMs = 120_000): string {
-  const result = spawnSync(PYTHON, args, { encoding: 'utf8', timeout: timeoutMs });
+function runPython(args: string[], timeoutMs = 120_000, cpu?: number): string {
+  const result =
+    cpu === undefined
+      ? spawnSync(PYTHON, args, { encoding: 'utf8', timeout: timeoutMs })
+      : spawnSync('taskset', ['-c', String(cpu), PYTHON, ...args], {
+          encoding: 'utf8',
+          timeout: timeoutMs,
+        });
   if (result.status !== 0)
     throw new Error(`python3 ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
   return result.stdout;
 }
 
-function runPairs(path: string, seconds: number): { pairs: number; seconds: number } {
-  const out = runPython([join(BENCH, 'clients', 'pairs.py'), path, String(seconds)]);
+function runPairs(path: string, seconds: number, cpu: number): { pairs: number; seconds: number } {
+  const out = runPython([join(BENCH, 'clients', 'pairs.py'), path, String(seconds)], 120_000, cpu);
   const match = /pairs (\d+) seconds ([\d.]+)/.exec(out);
   if (!match) throw new Error(`pairs.py printed: ${out}`);
   return { pairs: Number(match[1]), seconds: Number(match[2]) };
@@ -376,6 +438,11 @@ function applyHint(pid: number, hint: Hint, cpuCount: number): void {
   if (!ok) throw new Error(`hint ${hint} did not take: ${JSON.stringify(s)}`);
 }
 
+/** Pin every thread of `pid` to `cpu`; `null`: every CPU again. */
+function pin(pid: number, cpu: number | null, cpuCount: number): void {
+  run('taskset', ['-a', '-p', '-c', cpu === null ? `0-${cpuCount - 1}` : String(cpu), String(pid)]);
+}
+
 function clearHints(pid: number, cpuCount: number): void {
   run('chrt', ['-a', '-o', '-p', '0', String(pid)]);
   run('renice', ['-n', '0', '-p', ...threadsOf(pid)]);
@@ -498,46 +565,46 @@ export async function runTokensBench(
     log(`tokens: daemon idle before clients (${settings.idleSeconds} s)...`);
     const ticksBeforeClients = await idleTicks();
 
-    // Pairs: every target once per round, in rotating order.
+    // Pairs: every placement and target once per round, in rotating order.
+    const placements: readonly Placement[] = cpuCount >= 2 ? PLACEMENTS : ['oneCpu'];
     const rounds: PairsRound[] = [];
     const pairsMeter = meter();
     for (let round = 0; round < settings.rounds; round++) {
-      const order = rotation(PAIRS_TARGETS, round);
-      const roundMeter = meter();
-      const measured: Partial<Record<PairsTarget, number>> = {};
-      const cpu: Partial<Record<ServerTarget, number>> = {};
-      for (const target of order) {
-        const pid = target === 'fifo' ? undefined : serverPid[target];
-        const before = pid === undefined ? 0 : processCpuNs(pid);
-        const done = runPairs(paths[target], settings.secondsPerRound);
-        if (target !== 'fifo' && pid !== undefined)
-          cpu[target] = cpuUsPerPair(processCpuNs(pid) - before, done.pairs);
-        measured[target] = done.pairs / done.seconds;
+      for (const placement of rotation(placements, round)) {
+        const [clientCpu, serverCpu] = placementCpus(placement, cpuCount);
+        for (const pid of servers) pin(pid, serverCpu, cpuCount);
+        const order = rotation(PAIRS_TARGETS, round);
+        const roundMeter = meter();
+        const measured: Partial<Record<PairsTarget, number>> = {};
+        const cpu: Partial<Record<ServerTarget, number>> = {};
+        for (const target of order) {
+          const pid = target === 'fifo' ? undefined : serverPid[target];
+          const before = pid === undefined ? 0 : processCpuNs(pid);
+          const done = runPairs(paths[target], settings.secondsPerRound, clientCpu);
+          if (target !== 'fifo' && pid !== undefined)
+            cpu[target] = cpuUsPerPair(processCpuNs(pid) - before, done.pairs);
+          measured[target] = done.pairs / done.seconds;
+        }
+        const pairs = measured as Record<PairsTarget, number>;
+        const roundLoad = loadSince(roundMeter);
+        rounds.push({
+          round: round + 1,
+          placement,
+          order,
+          pairsPerSecond: pairs,
+          serverCpuUsPerPair: cpu as Record<ServerTarget, number>,
+          load: roundLoad,
+        });
+        log(
+          `tokens: pairs round ${round + 1}/${settings.rounds}, ${PLACEMENT_SHORT[placement]}: ` +
+            order.map((t) => `${SHORT[t]} ${Math.round(pairs[t])}`).join(', ') +
+            `; other work ${pct(roundLoad.other)}, steal ${pct(roundLoad.steal)}`,
+        );
       }
-      const pairs = measured as Record<PairsTarget, number>;
-      const serverCpuUsPerPair = cpu as Record<ServerTarget, number>;
-      const roundLoad = loadSince(roundMeter);
-      rounds.push({
-        round: round + 1,
-        order,
-        pairsPerSecond: pairs,
-        serverCpuUsPerPair,
-        load: roundLoad,
-      });
-      log(
-        `tokens: pairs round ${round + 1}/${settings.rounds}: ` +
-          order.map((t) => `${SHORT[t]} ${Math.round(pairs[t])}`).join(', ') +
-          `; other work ${pct(roundLoad.other)}, steal ${pct(roundLoad.steal)}`,
-      );
     }
+    for (const pid of servers) pin(pid, null, cpuCount);
     const loadPairs = loadSince(pairsMeter);
-    const perRound = rounds.map((r) => r.pairsPerSecond);
-    const perTarget = Object.fromEntries(
-      PAIRS_TARGETS.map((t) => [t, spread(perRound.map((p) => p[t]))]),
-    ) as Record<PairsTarget, Spread>;
-    const cpuPerPair = Object.fromEntries(
-      SERVER_TARGETS.map((t) => [t, spread(rounds.map((r) => r.serverCpuUsPerPair[t]))]),
-    ) as Record<ServerTarget, Spread>;
+    const pairsResults = placements.map((placement) => pairsPlacementResult(placement, rounds));
 
     // Wake-up latency: every variant once per round, in rotating order.
     interface Slot {
@@ -597,8 +664,7 @@ export async function runTokensBench(
     log(`tokens: daemon idle after clients (${settings.idleSeconds} s)...`);
     const ticksAfterClients = await idleTicks();
 
-    const steveVsFairC = ratioSummary(perRoundRatios(perRound, 'steve', 'fairC'), RATE_TARGET);
-    const verdicts = tokensVerdicts(steveVsFairC, wake, settings.hogs, {
+    const verdicts = tokensVerdicts(pairsResults, wake, settings.hogs, {
       ticksBeforeClients,
       ticksAfterClients,
     });
@@ -618,15 +684,7 @@ export async function runTokensBench(
         loadPairs,
         loadWake,
       },
-      pairs: {
-        rounds,
-        perTarget,
-        serverCpuUsPerPair: cpuPerPair,
-        steveVsFairC,
-        steveVsNaiveC: spread(perRoundRatios(perRound, 'steve', 'naiveC')),
-        fairCVsNaiveC: spread(perRoundRatios(perRound, 'fairC', 'naiveC')),
-        steveVsFifo: spread(perRoundRatios(perRound, 'steve', 'fifo')),
-      },
+      pairs: pairsResults,
       wake,
       idle: { seconds: settings.idleSeconds, ticksBeforeClients, ticksAfterClients },
       verdicts,
@@ -661,7 +719,7 @@ const f3 = (x: number): string => x.toFixed(3);
  * before and after clients.
  */
 export function tokensVerdicts(
-  rate: RatioSummary,
+  pairs: readonly PairsPlacementResult[],
   wake: readonly WakeResult[],
   hogs: number,
   idle: { ticksBeforeClients: number; ticksAfterClients: number },
@@ -673,13 +731,11 @@ export function tokensVerdicts(
   };
   const detail = (steve: WakeMeasure, fifo: WakeMeasure): string =>
     `median of per-round p99s: steve ${f3(steve.perRoundP99Ms.median)} ms, kernel fifo ${f3(fifo.perRoundP99Ms.median)} ms; p99 of all samples: steve ${f3(steve.p99Ms)} ms, kernel fifo ${f3(fifo.p99Ms)} ms`;
-  const lines: VerdictLine[] = [
-    {
-      what: `steve >= ${Math.round(rate.target * 100)}% of the fair C baseline (median of per-round ratios)`,
-      verdict: rate.verdict,
-      detail: `median ${pct(rate.median)}, min–max ${pct(rate.min)}–${pct(rate.max)}, ${rate.roundsMeetingTarget} of ${rate.n} rounds at target`,
-    },
-  ];
+  const lines: VerdictLine[] = pairs.map(({ placement, steveVsFairC: rate }) => ({
+    what: `steve >= ${Math.round(rate.target * 100)}% of the fair C baseline, ${PLACEMENT_SHORT[placement]} (median of per-round ratios)`,
+    verdict: rate.verdict,
+    detail: `median ${pct(rate.median)}, min–max ${pct(rate.min)}–${pct(rate.max)}, ${rate.roundsMeetingTarget} of ${rate.n} rounds at target`,
+  }));
   for (const loaded of [false, true]) {
     const steve = find('steve', loaded);
     const fifo = find('fifo', loaded);
@@ -738,13 +794,9 @@ function ratioLine(name: string, s: Spread): string {
   return `${name}: median ${pct(s.median)} (IQR ${pct(s.q1)}–${pct(s.q3)}, min–max ${pct(s.min)}–${pct(s.max)})`;
 }
 
-export function tokensMarkdown(r: TokensBenchResult): string {
-  const st = r.settings;
-  const p = r.pairs;
-  const lines: string[] = [
-    `Machine: ${r.machine.cpus} CPUs. Shares of all CPUs kept busy by other work on the machine / stolen by the hypervisor: ${loadText(r.machine.loadBefore)} in the 3 s before the run, ${loadText(r.machine.loadPairs)} during the pairs rounds, ${loadText(r.machine.loadWake)} during the wake-up rounds, ${loadText(r.machine.loadAfter)} in the 3 s after ("other work" is busy time in /proc/stat minus the CPU time of the benchmark's own processes, hogs included). Load average before ${load(r.machine.loadAverageBefore)}, after ${load(r.machine.loadAverageAfter)}.`,
-    '',
-    `### Acquire+release pairs per second: ${st.rounds} interleaved rounds of ${st.secondsPerRound} s per target (python3 client, one process)`,
+function pairsSection(p: PairsPlacementResult): string[] {
+  return [
+    `#### ${PLACEMENT_LABELS[p.placement]}`,
     '',
     `| round | order | ${PAIRS_TARGETS.map((t) => SHORT[t]).join(' | ')} | steve / fair C | other work / steal |`,
     `|---|---|${PAIRS_TARGETS.map(() => '---:').join('|')}|---:|---:|`,
@@ -767,6 +819,19 @@ export function tokensMarkdown(r: TokensBenchResult): string {
     '',
     `${ratioLine('steve / naive C', p.steveVsNaiveC)}; ${ratioLine('fair C / naive C', p.fairCVsNaiveC)}; ${ratioLine('steve / kernel fifo', p.steveVsFifo)}.`,
     '',
+  ];
+}
+
+export function tokensMarkdown(r: TokensBenchResult): string {
+  const st = r.settings;
+  const lines: string[] = [
+    `Machine: ${r.machine.cpus} CPUs. Shares of all CPUs kept busy by other work on the machine / stolen by the hypervisor: ${loadText(r.machine.loadBefore)} in the 3 s before the run, ${loadText(r.machine.loadPairs)} during the pairs rounds, ${loadText(r.machine.loadWake)} during the wake-up rounds, ${loadText(r.machine.loadAfter)} in the 3 s after ("other work" is busy time in /proc/stat minus the CPU time of the benchmark's own processes, hogs included). Load average before ${load(r.machine.loadAverageBefore)}, after ${load(r.machine.loadAverageAfter)}.`,
+    '',
+    `### Acquire+release pairs per second: ${st.rounds} interleaved rounds of ${st.secondsPerRound} s per target and placement (python3 client, one process)`,
+    '',
+    'Where the client and the server run decides the rate more than the server does, so each round measures every target under each placement, pinned with `taskset`: on one CPU a request hands the CPU to the server and back, and the rate is the server’s own cost per request; on two, every request wakes the other CPU (in a VM an inter-processor interrupt to a halted vCPU), and the rate is that wake-up’s. Unpinned, the scheduler puts the client on either side from one run to the next and the spread says nothing.',
+    '',
+    ...r.pairs.flatMap((p) => pairsSection(p)),
     `### Wake-up latency (release -> waiter returns), one token, two processes; ${st.wakeRounds} interleaved rounds of ${st.wakeSamples} wake-ups per waiter`,
     '',
     `"${st.hogs} hogs": ${st.hogs} busy-loop processes at the same nice level as the daemon and the clients, started before and killed after each measurement. Hints are applied to every thread of the running daemon from outside and cleared after. "p99 per round": the median (min–max) of the rounds' own p99s, which the verdict is on (as the rate's, a median of per-round figures: a burst of host noise in one round does not decide it); p50, p99 and max of all samples pooled beside it; "other work / steal": medians over this variant's rounds.`,
