@@ -749,12 +749,15 @@ void Session::OnRead(fuse_req_t req, size_t size, off_t offset,
   // The hot path: the caller as plain numbers, no context object (reads and
   // writes are most of the traffic; see SessionHandlers.read).
   const struct fuse_ctx* ctx = fuse_req_ctx(req);
-  bool ok = Call(onRead_, {Napi::Number::New(env, static_cast<double>(reqId)),
-                           Napi::Number::New(env, static_cast<double>(fi->fh)),
-                           Napi::Number::New(env, ctx->pid),
-                           Napi::Number::New(env, ctx->uid),
-                           Napi::Number::New(env, static_cast<double>(size)),
-                           Napi::Number::New(env, fi->flags)});
+  Napi::Value answer;
+  bool ok = Call(onRead_,
+                 {Napi::Number::New(env, static_cast<double>(reqId)),
+                  Napi::Number::New(env, static_cast<double>(fi->fh)),
+                  Napi::Number::New(env, ctx->pid),
+                  Napi::Number::New(env, ctx->uid),
+                  Napi::Number::New(env, static_cast<double>(size)),
+                  Napi::Number::New(env, fi->flags)},
+                 &answer);
   auto still = pending_.find(reqId);
   if (still == pending_.end()) return;
   if (!ok) {  // the handler threw and will not answer
@@ -762,8 +765,50 @@ void Session::OnRead(fuse_req_t req, size_t size, off_t offset,
     fuse_reply_err(req, EIO);
     return;
   }
+  if (answer.IsNumber()) {  // answered by the return value
+    pending_.erase(still);
+    ReplyReadNow(req, size, answer.As<Napi::Number>().DoubleValue());
+    return;
+  }
   fuse_req_interrupt_func(req, OnRequestInterrupted,
                           reinterpret_cast<void*>(static_cast<uintptr_t>(reqId)));
+}
+
+// A read answered by its handler's return value (SessionHandlers.read): a
+// byte 0..255, kReplyEmpty for zero bytes, or -errno. Anything else is the
+// handler's bug: reported like a throw, and the request gets EIO.
+void Session::ReplyReadNow(fuse_req_t req, size_t size, double answer) {
+  if (answer >= 0 && answer <= 255 && std::floor(answer) == answer && size >= 1) {
+    char byte = static_cast<char>(static_cast<int>(answer));
+    fuse_reply_buf(req, &byte, 1);
+  } else if (answer == kReplyEmpty) {
+    fuse_reply_buf(req, nullptr, 0);
+  } else if (answer <= -1 && answer > -4096 && std::floor(answer) == answer) {
+    fuse_reply_err(req, static_cast<int>(-answer));
+  } else {
+    ReportUncaught(Env(), Napi::RangeError::New(
+                              Env(), "read handler returned " + std::to_string(answer) +
+                                         " for a read of " + std::to_string(size) +
+                                         " bytes: a byte 0..255 (size >= 1), 256 for "
+                                         "none, -errno, or undefined"));
+    fuse_reply_err(req, EIO);
+  }
+}
+
+// A write answered by its handler's return value: the count taken
+// (0..size) or -errno; anything else as in ReplyReadNow.
+void Session::ReplyWriteNow(fuse_req_t req, size_t size, double answer) {
+  if (answer >= 0 && answer <= static_cast<double>(size) && std::floor(answer) == answer) {
+    fuse_reply_write(req, static_cast<size_t>(answer));
+  } else if (answer <= -1 && answer > -4096 && std::floor(answer) == answer) {
+    fuse_reply_err(req, static_cast<int>(-answer));
+  } else {
+    ReportUncaught(Env(), Napi::RangeError::New(
+                              Env(), "write handler returned " + std::to_string(answer) +
+                                         " for a write of " + std::to_string(size) +
+                                         " bytes: a count 0..size, -errno, or undefined"));
+    fuse_reply_err(req, EIO);
+  }
 }
 
 void Session::OnWrite(fuse_req_t req, const char* data, size_t size,
@@ -780,16 +825,24 @@ void Session::OnWrite(fuse_req_t req, const char* data, size_t size,
   // Only the count matters: a token is a token, whatever byte was written.
   (void)data;
   const struct fuse_ctx* ctx = fuse_req_ctx(req);
-  bool ok = Call(onWrite_, {Napi::Number::New(env, static_cast<double>(reqId)),
-                            Napi::Number::New(env, static_cast<double>(fi->fh)),
-                            Napi::Number::New(env, ctx->pid),
-                            Napi::Number::New(env, ctx->uid),
-                            Napi::Number::New(env, static_cast<double>(size))});
+  Napi::Value answer;
+  bool ok = Call(onWrite_,
+                 {Napi::Number::New(env, static_cast<double>(reqId)),
+                  Napi::Number::New(env, static_cast<double>(fi->fh)),
+                  Napi::Number::New(env, ctx->pid),
+                  Napi::Number::New(env, ctx->uid),
+                  Napi::Number::New(env, static_cast<double>(size))},
+                 &answer);
   auto still = pending_.find(reqId);
   if (still == pending_.end()) return;
   if (!ok) {
     pending_.erase(still);
     fuse_reply_err(req, EIO);
+    return;
+  }
+  if (answer.IsNumber()) {  // answered by the return value
+    pending_.erase(still);
+    ReplyWriteNow(req, size, answer.As<Napi::Number>().DoubleValue());
     return;
   }
   fuse_req_interrupt_func(req, OnRequestInterrupted,

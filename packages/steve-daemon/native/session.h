@@ -95,6 +95,11 @@ class Session : public Napi::ObjectWrap<Session> {
   bool Call(const Napi::FunctionReference& fn,
             const std::initializer_list<napi_value>& args,
             Napi::Value* result = nullptr);
+  /// Replies to a read or write its handler answered by returning a number.
+  void ReplyReadNow(fuse_req_t req, size_t size, double answer);
+  void ReplyWriteNow(fuse_req_t req, size_t size, double answer);
+  /// A read handler's return value for a zero-byte reply (bytes are 0..255).
+  static constexpr double kReplyEmpty = 256;
   void ReplyAttr(fuse_req_t req, fuse_ino_t ino);
   bool FillAttr(fuse_ino_t ino, struct stat* st) const;
 

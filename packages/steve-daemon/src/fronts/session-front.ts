@@ -14,6 +14,7 @@ import {
   type Session,
   type SessionFile,
   type SessionHandlers,
+  REPLY_EMPTY,
   pollEvents,
 } from '../native/addon.js';
 
@@ -27,6 +28,22 @@ const ERRNO: Readonly<Record<'EAGAIN' | 'EINTR' | 'ENOSPC', number>> = {
 const POLL_WRITABLE = pollEvents.POLLOUT | pollEvents.POLLWRNORM;
 const POLL_READABLE = pollEvents.POLLIN | pollEvents.POLLRDNORM;
 const TOKEN_BUFFERS: Buffer[] = [];
+
+/** A read's or write's reply as its handler's return value (SessionHandlers.read), if it has one. */
+function answerOf(reply: Reply): number | undefined {
+  switch (reply.kind) {
+    case 'token':
+      return reply.byte;
+    case 'empty':
+      return REPLY_EMPTY;
+    case 'written':
+      return reply.countBytes;
+    case 'error':
+      return -ERRNO[reply.errno];
+    default:
+      return undefined;
+  }
+}
 const EMPTY = Buffer.alloc(0);
 
 export interface SessionFrontOptions {
@@ -87,7 +104,8 @@ export class SessionFront implements FrontPort {
         uid: number,
         sizeBytes: number,
         flags: number,
-      ) => {
+      ): number | undefined => {
+        this.answering = reqId;
         this.connection.event({
           type: 'read',
           requestId: this.connection.request(reqId),
@@ -97,8 +115,16 @@ export class SessionFront implements FrontPort {
           sizeBytes,
           uid,
         });
+        return this.takeAnswer(reqId);
       },
-      write: (reqId: number, fileId: number, tid: number, _uid: number, sizeBytes: number) => {
+      write: (
+        reqId: number,
+        fileId: number,
+        tid: number,
+        _uid: number,
+        sizeBytes: number,
+      ): number | undefined => {
+        this.answering = reqId;
         this.connection.event({
           type: 'write',
           requestId: this.connection.request(reqId),
@@ -106,6 +132,7 @@ export class SessionFront implements FrontPort {
           pid: this.server.threadGroups.processOf(tid),
           sizeBytes,
         });
+        return this.takeAnswer(reqId);
       },
       poll: (reqId: number, fileId: number, ctx: RequestContext, pollHandleId: number) => {
         this.connection.event({
@@ -130,7 +157,30 @@ export class SessionFront implements FrontPort {
 
   // ---- FrontPort -----------------------------------------------------------
 
+  /**
+   * The read or write whose handler is running, and its answer once the
+   * core gave it: returned to the native side instead of a reply call
+   * (see SessionHandlers.read). -1: none.
+   */
+  private answering = -1;
+  private answer: number | undefined = undefined;
+
+  private takeAnswer(reqId: number): number | undefined {
+    const answer = this.answering === reqId ? undefined : this.answer;
+    this.answering = -1;
+    this.answer = undefined;
+    return answer;
+  }
+
   reply(localRequestId: number, reply: Reply): void {
+    if (localRequestId === this.answering) {
+      const answer = answerOf(reply);
+      if (answer !== undefined) {
+        this.answer = answer;
+        this.answering = -2; // answered: takeAnswer returns it
+        return;
+      }
+    }
     const session = this.session;
     if (!session) return;
     switch (reply.kind) {

@@ -27,6 +27,9 @@ export interface RequestContext {
   gid: number;
 }
 
+/** What a read handler returns for a zero-byte reply (bytes are 0..255). */
+export const REPLY_EMPTY = 256;
+
 /** Which file of the session an open refers to. CUSE has only `jobserver`. */
 export type SessionFile = 'jobserver' | 'status';
 
@@ -59,7 +62,11 @@ export interface SessionHandlers {
    * A read on `jobserver`. Reply with {@link Session.replyData} (at most
    * `sizeBytes` bytes) or {@link Session.replyError} (EAGAIN, EINTR, …).
    * Reads and writes are the hot path: the caller comes as plain numbers
-   * (`tid`, `uid` as in {@link RequestContext}), not as a context object.
+   * (`tid`, `uid` as in {@link RequestContext}), not as a context object,
+   * and a handler that knows the answer at once may *return* it instead of
+   * calling a reply method (one crossing into native code fewer): a byte
+   * 0..255 (a one-byte reply), {@link REPLY_EMPTY} (zero bytes) or
+   * `-errno`; `undefined` leaves the request to a later reply.
    * @param flags the file's flags *at the time of this read*, so an
    *   `O_NONBLOCK` set later with fcntl is visible here
    */
@@ -70,13 +77,20 @@ export interface SessionHandlers {
     uid: number,
     sizeBytes: number,
     flags: number,
-  ): void;
+  ): number | undefined | void;
   /**
    * A write on `jobserver` of `sizeBytes` bytes (their values do not
    * matter: a token is a token). Reply with {@link Session.replyWrite} or
-   * an error.
+   * an error, or return the answer as `read` may: the count taken
+   * (0..sizeBytes) or `-errno`.
    */
-  write(reqId: number, fileId: number, tid: number, uid: number, sizeBytes: number): void;
+  write(
+    reqId: number,
+    fileId: number,
+    tid: number,
+    uid: number,
+    sizeBytes: number,
+  ): number | undefined | void;
   /**
    * A poll/select/epoll on `jobserver`; the caller is blocked in the kernel
    * until {@link Session.replyPoll}. Keep `pollHandleId` (0 when the kernel

@@ -2,7 +2,9 @@
 // against python3 processes.
 import { afterEach, describe, expect, it } from 'vitest';
 
+import { REPLY_EMPTY } from '../../src/native/addon.js';
 import {
+  EAGAIN,
   mountTemp,
   O_NONBLOCK,
   python,
@@ -101,6 +103,45 @@ print("wrote", os.write(fd, b"++"))`,
     );
     await child.waitLine('wrote');
     expect(child.lines).toContain('wrote 1');
+  });
+
+  it('a handler may answer by returning: a byte, -errno, a write count; undefined leaves it pending', async () => {
+    const responder = new TokenResponder(0);
+    let reads = 0;
+    responder.read = (reqId, fileId, tid, uid, sizeBytes, flags) => {
+      responder.events.push({ kind: 'read', reqId, fileId, tid, uid, sizeBytes, flags });
+      reads += 1;
+      if (reads === 1) return 0x2a; // '*'
+      if (reads === 2) return -EAGAIN;
+      if (reads === 3) return REPLY_EMPTY;
+      responder.blockedReads.push(reqId); // the 4th waits for a reply call
+      return undefined;
+    };
+    responder.write = (reqId, fileId, tid, uid, sizeBytes) => {
+      responder.events.push({ kind: 'write', reqId, fileId, tid, uid, sizeBytes });
+      return sizeBytes - 1;
+    };
+    mount = await mountTemp(responder);
+    const child = run(
+      `import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+print("got", os.read(fd, 1))
+try:
+    os.read(fd, 1)
+except BlockingIOError:
+    print("EAGAIN")
+print("empty", os.read(fd, 1))
+print("wrote", os.write(fd, b"++"))
+print("reading", flush=True)
+print("late", os.read(fd, 1))`,
+      mount.jobserver,
+    );
+    await child.waitLine('reading');
+    expect(child.lines).toEqual(["got b'*'", 'EAGAIN', "empty b''", 'wrote 1', 'reading']);
+    await waitFor(() => responder.blockedReads.length === 1, 'the 4th read to wait');
+    responder.give(1);
+    await child.waitLine('late');
+    expect(child.lines).toContain("late b'+'");
   });
 
   it('O_NONBLOCK set with fcntl after open shows in the flags of the next read', async () => {

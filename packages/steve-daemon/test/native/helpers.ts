@@ -71,7 +71,8 @@ export class TokenResponder implements SessionHandlers {
   /** Set to false to leave interrupts unanswered (the test answers). */
   answerInterrupts = true;
   statusContent = 'tokens: 0\n';
-  private readonly blockedReads: number[] = [];
+  /** Reads waiting for a token (a custom `read` handler may park its own here). */
+  readonly blockedReads: number[] = [];
   private readonly pollHandles = new Map<number, number>(); // fileId -> pollHandleId
   private held = 0;
   /** The most tokens handed out at once. */
