@@ -6,6 +6,7 @@
  */
 
 import { barsSvg, distributionSvg } from '@steve/charts';
+import type { CuseBenchResult } from './cuse.js';
 import { PLACEMENT_SHORT, type TokensBenchResult } from './tokens.js';
 
 const TARGET_LABELS: Record<string, string> = {
@@ -88,4 +89,31 @@ export async function tokensCharts(result: TokensBenchResult): Promise<Map<strin
     );
   }
   return charts;
+}
+
+/**
+ * `pnpm bench cuse`'s chart: pairs per second through the two CUSE servers
+ * in the VM; the kernel fifo, tens of times faster, is named in the title.
+ */
+export async function cuseCharts(result: CuseBenchResult): Promise<Map<string, string>> {
+  const bar = (label: string, s: CuseBenchResult['perTarget']['steve']) => ({
+    label,
+    value: s.median,
+    low: s.q1,
+    high: s.q3,
+  });
+  const fifo = Math.round(result.perTarget.fifo.median).toLocaleString('en-US');
+  return new Map([
+    [
+      'cuse-pairs.svg',
+      await barsSvg({
+        title: `CUSE in qemu (${result.guest.accel.toUpperCase()}, client and servers on one CPU), pairs/s: median of ${result.settings.rounds} rounds, whisker q1-q3 (kernel fifo: ${fifo})`,
+        yLabel: 'acquire+release pairs per second',
+        bars: [
+          bar('fair C CUSE', result.perTarget.fairC),
+          bar('steve CUSE', result.perTarget.steve),
+        ],
+      }),
+    ],
+  ]);
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `pnpm bench [sched|tokens|client|builds|charts]`: run benchmarks, print Markdown, write JSON and
+ * `pnpm bench [sched|tokens|client|builds|cuse|charts]`: run benchmarks, print Markdown, write JSON and
  * Markdown under bench/results/.
  */
 
@@ -11,14 +11,16 @@ import { tokensCharts } from './charts.js';
 import { type BuildsBenchResult, runBuildsBench } from './builds.js';
 import { buildsCharts, buildsMarkdown } from './builds-report.js';
 import { clientMarkdown, runClientBench } from './client.js';
+import { cuseCommand } from './cuse.js';
 import { runSchedBench, schedMarkdown } from './sched.js';
 import { type TokensBenchResult, runTokensBench, tokensMarkdown } from './tokens.js';
 
 const resultsDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'results');
 const which = process.argv.slice(2).filter((a) => a !== '--');
-const known = ['sched', 'tokens', 'client', 'builds', 'charts'];
-// `charts` redraws the SVGs from the JSON results already there.
-const selected = which.length === 0 ? known.filter((n) => n !== 'charts') : which;
+const known = ['sched', 'tokens', 'client', 'builds', 'cuse', 'charts'];
+// `charts` redraws the SVGs from the JSON results already there; `cuse` boots
+// a qemu VM (e2e/cuse-vm/run.sh), so it runs only when named.
+const selected = which.length === 0 ? known.filter((n) => n !== 'charts' && n !== 'cuse') : which;
 
 async function writeCharts(charts: Map<string, string>): Promise<void> {
   for (const [file, svg] of charts) writeFileSync(join(resultsDir, file), svg);
@@ -62,6 +64,8 @@ for (const name of selected) {
     console.log(`wrote ${join('bench', 'results', 'tokens.json')} and tokens.md`);
     await writeCharts(await tokensCharts(result));
   }
+  // Knobs: BENCH_CUSE_ROUNDS (7), BENCH_CUSE_SECONDS (2), BENCH_CUSE_WARMUP_SECONDS (10).
+  if (name === 'cuse') await cuseCommand(resultsDir);
   if (name === 'charts') {
     const tokens = join(resultsDir, 'tokens.json');
     if (existsSync(tokens))

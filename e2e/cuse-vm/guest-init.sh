@@ -6,8 +6,8 @@
 #
 # It loads virtio/9p/overlay/fuse/cuse, builds the root "host / over 9p,
 # read-only, under a tmpfs overlay", mounts the writable results share,
-# chroots into it to run guest-checks.sh, records the exit code in the
-# results share and powers off. Anything that goes wrong before the checks
+# chroots into it to run guest-checks.sh (guest-bench.sh when the conf says
+# MODE=bench), records the exit code in the results share and powers off. Anything that goes wrong before the checks
 # run is written to the console (run.sh prints its tail).
 
 /bin/busybox --install -s /bin
@@ -59,9 +59,12 @@ mount -t 9p -o trans=virtio,version=9p2000.L,cache=loose,ro repo "/newroot$REPO"
 # The checks read the host's tool paths from it (MAKE441, CARGO, RUSTC).
 cp /etc/cuse-vm.conf /newroot/run/cuse-vm.conf
 
-echo "cuse-vm init: running the checks at uptime $(cut -d' ' -f1 /newroot/proc/uptime) s"
+# MODE=bench (run.sh's CUSE_VM_MODE) runs `pnpm bench cuse`'s rounds instead.
+script=guest-checks.sh
+if [ "${MODE:-checks}" = bench ]; then script=guest-bench.sh; fi
+echo "cuse-vm init: running the checks ($script) at uptime $(cut -d' ' -f1 /newroot/proc/uptime) s"
 chroot /newroot /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-	HOME=/root LANG=C.UTF-8 /bin/bash "$REPO/e2e/cuse-vm/guest-checks.sh" "$REPO" /run/cuse-vm-results
+	HOME=/root LANG=C.UTF-8 /bin/bash "$REPO/e2e/cuse-vm/$script" "$REPO" /run/cuse-vm-results
 code=$?
 echo "$code" >/newroot/run/cuse-vm-results/exit-code
 sync

@@ -15,13 +15,29 @@
 # toolchain whose cargo knows fifo: auth (rustup's, ~/.cargo/bin) and
 # python3-pytest-xdist.
 # Env: CUSE_VM_TIMEOUT (seconds for the whole VM run, default 900);
-# CUSE_VM_KEEP=1 keeps the work dir (console log, daemon logs, initramfs).
+# CUSE_VM_KEEP=1 keeps the work dir (console log, daemon logs, initramfs);
+# CUSE_VM_OUT=DIR copies the guest's results share there at the end.
+# CUSE_VM_MODE=bench runs `pnpm bench cuse`'s rounds (guest-bench.sh) instead
+# of the checks: no real clients, bench/native/fair-cuse-server.c compiled
+# here, one vCPU unless CUSE_VM_SMP says otherwise, a warm-up of
+# CUSE_VM_BENCH_WARMUP s per target (default 10), then CUSE_VM_BENCH_ROUNDS
+# rounds (default 7) of CUSE_VM_BENCH_SECONDS s (default 2) per target; the
+# raw numbers land in the results share as cuse-bench.json.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache=$repo/vm-cache
 timeout_s=${CUSE_VM_TIMEOUT:-900}
+mode=${CUSE_VM_MODE:-checks}
+case $mode in
+checks) smp=${CUSE_VM_SMP:-2} ;;
+bench) smp=${CUSE_VM_SMP:-1} ;;
+*)
+	echo "cuse-vm: CUSE_VM_MODE must be checks or bench, not '$mode'" >&2
+	exit 2
+	;;
+esac
 # Load order resolved from each module's `depends=` (see PITFALLS.md).
 modules=(virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio virtio_pci
 	9pnet 9pnet_virtio netfs fscache 9p overlay fuse cuse)
@@ -93,6 +109,9 @@ results=$work/results
 qemu_pid=
 cleanup() {
 	if [[ -n $qemu_pid ]]; then kill "$qemu_pid" 2>/dev/null || true; fi
+	if [[ -n ${CUSE_VM_OUT:-} && -d $results ]]; then
+		mkdir -p "$CUSE_VM_OUT" && cp -r "$results"/. "$CUSE_VM_OUT"/ || true
+	fi
 	if [[ -n ${CUSE_VM_KEEP:-} ]]; then say "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -104,7 +123,14 @@ chmod 0777 "$results"
 # and cached by scripts/build-make-4.4.1.sh, which prints its path.
 t0=$(date +%s.%N)
 make441=
-if make441=$(bash "$repo/scripts/build-make-4.4.1.sh" 2>"$work/build-make-4.4.1.log" | tail -n 1) &&
+cargo_bin= rustc_bin=
+if [[ $mode == bench ]]; then
+	# The bench's fair C CUSE server, built against the host's libfuse3 (the
+	# guest runs the host's libraries); the guest copies it out of the share.
+	cc -O2 -Wall -o "$results/fair-cuse-server" "$repo/bench/native/fair-cuse-server.c" \
+		$(pkg-config --cflags --libs fuse3) || die "cannot compile bench/native/fair-cuse-server.c"
+	say "fair-cuse-server compiled ($(since "$t0") s)"
+elif make441=$(bash "$repo/scripts/build-make-4.4.1.sh" 2>"$work/build-make-4.4.1.log" | tail -n 1) &&
 	[[ -x $make441 ]]; then
 	say "GNU make 4.4.1: $make441 ($(since "$t0") s)"
 else
@@ -114,9 +140,10 @@ else
 fi
 # cargo and rustc: the toolchain's own binaries (rustup's proxies would
 # re-resolve the toolchain on every rustc run, slowly under TCG).
-cargo_bin= rustc_bin=
 rustc_cmd=$(PATH="${HOME:-/root}/.cargo/bin:$PATH" command -v rustc || true)
-if [[ -n $rustc_cmd ]] && sysroot=$("$rustc_cmd" --print sysroot 2>/dev/null) &&
+if [[ $mode == bench ]]; then
+	: # no real clients in the bench
+elif [[ -n $rustc_cmd ]] && sysroot=$("$rustc_cmd" --print sysroot 2>/dev/null) &&
 	[[ -x $sysroot/bin/cargo && -x $sysroot/bin/rustc ]]; then
 	cargo_bin=$sysroot/bin/cargo
 	rustc_bin=$sysroot/bin/rustc
@@ -136,6 +163,11 @@ conf() { printf "%s='%s'\n" "$1" "${2//\'/\'\\\'\'}"; }
 	conf MAKE441 "$make441"
 	conf CARGO "$cargo_bin"
 	conf RUSTC "$rustc_bin"
+	conf MODE "$mode"
+	conf BENCH_ROUNDS "${CUSE_VM_BENCH_ROUNDS:-7}"
+	conf BENCH_SECONDS "${CUSE_VM_BENCH_SECONDS:-2}"
+	conf BENCH_WARMUP "${CUSE_VM_BENCH_WARMUP:-10}"
+	conf ACCEL tcg
 } >"$initramfs/etc/cuse-vm.conf"
 for module in "${modules[@]}"; do
 	ko=$(find "$kroot/lib/modules/$kver/kernel" -name "$module.ko" -o -name "$module.ko.xz" | head -n 1)
@@ -160,11 +192,11 @@ say "initramfs built in $(since "$t0") s ($(du -k "$work/initrd.gz" | cut -f1) K
 
 # --- boot -------------------------------------------------------------------
 console=$work/console.log
-say "booting (TCG, timeout ${timeout_s} s)"
+say "booting (TCG, $smp vCPU, $mode, timeout ${timeout_s} s)"
 t0=$(date +%s.%N)
 set +e
 timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
-	-machine q35 -accel tcg -cpu max -smp 2 -m 2048 -nographic -no-reboot -nic none \
+	-machine q35 -accel tcg -cpu max -smp "$smp" -m 2048 -nographic -no-reboot -nic none \
 	-kernel "$vmlinuz" -initrd "$work/initrd.gz" \
 	-append 'console=ttyS0 quiet panic=-1 rdinit=/init' \
 	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
