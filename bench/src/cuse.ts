@@ -12,6 +12,9 @@
  *   under epoll, one reused fuse_buf, no splice), one token: the baseline;
  * - `steve-daemon -j1 --cuse steve-bench`.
  *
+ * Before any round, e2e/cuse-vm/bench_semantics.py checks that the three
+ * serve the same one-token protocol (the run fails otherwise).
+ *
  * Placement: the guest has one vCPU, and the client and every thread of
  * both servers are pinned to it (taskset), so a pair's wake-ups never cross
  * CPUs and the rate measures what the server costs. After a warm-up run of
@@ -403,6 +406,8 @@ export function cuseMarkdown(r: CuseBenchResult): string {
   const placement = `${g.vcpus === 1 ? 'one vCPU' : `${g.vcpus} vCPUs`}; the client and every thread of both servers pinned to CPU ${g.pinnedCpu} with taskset${g.placementApplied ? '' : ' (**the pinning of a server failed**)'}`;
   return [
     `Guest: Debian 12's kernel ${g.kernel} under qemu ${accelText(g.accel)}: absolute rates are not comparable with the host's \`pnpm bench tokens\` (which measures the same daemon code through its FUSE front on real CPUs), the ratios are the result. Placement: ${placement}, so a pair's wake-ups never cross CPUs and the rate measures what the server costs. Host: ${r.host.cpus} CPUs, load average ${r.host.loadAverageBefore.map(f2).join(' / ')} before, ${r.host.loadAverageAfter.map(f2).join(' / ')} after; the whole VM run took ${r.host.vmRunSeconds.toFixed(0)} s, the rounds ${g.roundsWallSeconds.toFixed(0)} s of it.`,
+    '',
+    'Before the rounds, e2e/cuse-vm/bench_semantics.py checked that the three serve the same one-token protocol (blocking read, `EAGAIN` for `O_NONBLOCK` while the token is out, a blocked read kept and answered by the write that returns the token, a SIGKILLed blocked reader exits, poll wakes on the return); the run fails otherwise.',
     '',
     `### Acquire+release pairs per second: ${st.rounds} interleaved rounds of ${st.secondsPerRound} s per target (python3 client, one process: read 1 byte, write it back)`,
     '',

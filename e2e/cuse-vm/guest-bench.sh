@@ -17,6 +17,9 @@
 # wake-ups stay on one CPU and the rate measures the server's cost rather
 # than cross-CPU wake-ups.
 #
+# Before the rounds, bench_semantics.py checks that all three serve the
+# same one-token protocol (blocking read, EAGAIN, kept reads answered by a
+# write, interrupts, poll).
 # Writes RESULTS_DIR/cuse-bench.json (raw per-round numbers, see below) and,
 # as guest-checks.sh does, one "PASS name" / "FAIL name: detail" line per
 # step into RESULTS_DIR/checks.txt for run.sh's report. Exit status 0 when
@@ -60,6 +63,10 @@ wait_device() { # wait_device PID DEVICE SECONDS
 		if ! kill -0 "$1" 2>/dev/null || ((SECONDS >= end)); then return 1; fi
 		/usr/bin/sleep 0.05
 	done
+}
+
+timing() { # timing NAME START: append "NAME SECONDS" to timings.txt (run.sh prints it)
+	/usr/bin/awk -v n="$1" -v a="$2" -v b="$EPOCHREALTIME" 'BEGIN { printf "%s %.1f\n", n, b - a }' >>"$results/timings.txt"
 }
 
 # CPU time (ns) of every thread of PID so far (%.0f: mawk's %d stops at 2^31).
@@ -109,6 +116,20 @@ else
 	record FAIL steve-daemon-serves "no serving line and $steve_dev within 150 s; stderr: $(/usr/bin/tail -c 400 "$results/daemon.stderr" | /usr/bin/tr '\n' ' ')"
 fi
 
+# --- the same one-token protocol on all three (bench_semantics.py) ---------
+semantics() { # semantics LABEL PATH
+	local out
+	if ! out=$(/usr/bin/timeout 120 "$python" "$repo/e2e/cuse-vm/bench_semantics.py" "$2" "$1" 2>"$results/semantics-$1.stderr"); then
+		out+=$'\n'"FAIL $1-semantics-finished: exited non-zero or timed out; stderr: $(/usr/bin/tail -c 300 "$results/semantics-$1.stderr" | /usr/bin/tr '\n' ' ')"
+	fi
+	printf '%s\n' "$out" | /usr/bin/grep -E '^(PASS|FAIL) ' | /usr/bin/tee -a "$checks"
+}
+t0=$EPOCHREALTIME
+semantics fifo "$fifo"
+if [[ -c $fair_dev ]]; then semantics fairC "$fair_dev"; fi
+if [[ -c $steve_dev ]]; then semantics steve "$steve_dev"; fi
+timing semantics "$t0"
+
 # Every thread of both servers on CPU $cpu (the daemon's libuv and V8
 # threads included: they were started before this).
 placement_ok=1
@@ -147,8 +168,10 @@ measure() { # measure NAME SECONDS TARGET...
 	done
 	echo "cuse-bench: $name ($*, $seconds s): {$entries}"
 }
+t0=$EPOCHREALTIME
 measure warm-up "$BENCH_WARMUP" "${targets[@]}"
 warmup_json="{$entries}"
+timing warm-up "$t0"
 rounds_json=
 t0=$EPOCHREALTIME
 for ((round = 0; round < BENCH_ROUNDS; round++)); do
@@ -170,6 +193,7 @@ for target in fairC steve; do
 done
 
 rounds_s=$(/usr/bin/awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+timing rounds "$t0"
 cat >"$results/cuse-bench.json" <<EOF
 {
   "kernel": "$(/usr/bin/uname -r)",
@@ -185,6 +209,5 @@ cat >"$results/cuse-bench.json" <<EOF
   "results": [$rounds_json]
 }
 EOF
-echo "rounds $rounds_s" >>"$results/timings.txt"
 
 ! /usr/bin/grep -q '^FAIL ' "$checks"
