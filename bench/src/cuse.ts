@@ -137,6 +137,8 @@ export interface CuseBenchResult {
     readonly placementApplied: boolean;
     readonly roundsWallSeconds: number;
   };
+  /** The guest's check lines ("PASS name (detail)"), the protocol checks among them. */
+  readonly checks: readonly string[];
   /** The warm-up run's rates, not part of any verdict. */
   readonly warmupPairsPerSecond?: Readonly<Record<CuseTarget, number>>;
   readonly rounds: readonly CuseRound[];
@@ -225,6 +227,11 @@ export function parseGuestResults(text: string): GuestResults {
   };
 }
 
+/** The "PASS …" / "FAIL …" lines of the guest's checks.txt. */
+export function checkLines(text: string): string[] {
+  return text.split('\n').filter((line) => /^(PASS|FAIL) /.test(line));
+}
+
 /** Per-round rates and server CPU per pair from the guest's raw counts. */
 export function cuseRounds(guest: GuestResults): CuseRound[] {
   return guest.results.map((r) => {
@@ -249,6 +256,7 @@ export function cuseRounds(guest: GuestResults): CuseRound[] {
 export function cuseSummary(
   guest: GuestResults,
   host: CuseBenchResult['host'],
+  checks: readonly string[] = [],
   settings: CuseSettings = {
     rounds: guest.rounds,
     secondsPerRound: guest.secondsPerRound,
@@ -268,6 +276,7 @@ export function cuseSummary(
       placementApplied: guest.placementApplied,
       roundsWallSeconds: guest.roundsWallSeconds,
     },
+    checks,
     ...(guest.warmup === undefined
       ? {}
       : {
@@ -368,6 +377,8 @@ export async function runCuseBench(
     if (code !== 0 || !existsSync(json))
       throw new Error(`e2e/cuse-vm/run.sh (bench mode) failed (exit ${code}):\n${tail}`);
     const guest = parseGuestResults(readFileSync(json, 'utf8'));
+    const checksFile = join(out, 'checks.txt');
+    const checks = existsSync(checksFile) ? checkLines(readFileSync(checksFile, 'utf8')) : [];
     return cuseSummary(
       guest,
       {
@@ -376,6 +387,7 @@ export async function runCuseBench(
         loadAverageAfter: loadavg(),
         vmRunSeconds: Math.round((performance.now() - started) / 100) / 10,
       },
+      checks,
       settings,
     );
   } finally {
@@ -388,6 +400,12 @@ export async function runCuseBench(
 const n = (x: number): string => Math.round(x).toLocaleString('en-US');
 const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
 const f2 = (x: number): string => x.toFixed(2);
+
+function checksText(checks: readonly string[]): string {
+  if (checks.length === 0) return '';
+  const passed = checks.filter((line) => line.startsWith('PASS ')).length;
+  return `The guest's checks: ${passed} of ${checks.length} passed.`;
+}
 
 function accelText(accel: string): string {
   if (accel === 'tcg')
@@ -407,7 +425,7 @@ export function cuseMarkdown(r: CuseBenchResult): string {
   return [
     `Guest: Debian 12's kernel ${g.kernel} under qemu ${accelText(g.accel)}: absolute rates are not comparable with the host's \`pnpm bench tokens\` (which measures the same daemon code through its FUSE front on real CPUs), the ratios are the result. Placement: ${placement}, so a pair's wake-ups never cross CPUs and the rate measures what the server costs. Host: ${r.host.cpus} CPUs, load average ${r.host.loadAverageBefore.map(f2).join(' / ')} before, ${r.host.loadAverageAfter.map(f2).join(' / ')} after; the whole VM run took ${r.host.vmRunSeconds.toFixed(0)} s, the rounds ${g.roundsWallSeconds.toFixed(0)} s of it.`,
     '',
-    'Before the rounds, e2e/cuse-vm/bench_semantics.py checked that the three serve the same one-token protocol (blocking read, `EAGAIN` for `O_NONBLOCK` while the token is out, a blocked read kept and answered by the write that returns the token, a SIGKILLed blocked reader exits, poll wakes on the return); the run fails otherwise.',
+    `Before the rounds, e2e/cuse-vm/bench_semantics.py checked that the three serve the same one-token protocol (blocking read, \`EAGAIN\` for \`O_NONBLOCK\` while the token is out, a blocked read kept and answered by the write that returns the token, a SIGKILLed blocked reader exits, poll wakes on the return); the run fails otherwise. ${checksText(r.checks)}`,
     '',
     `### Acquire+release pairs per second: ${st.rounds} interleaved rounds of ${st.secondsPerRound} s per target (python3 client, one process: read 1 byte, write it back)`,
     '',

@@ -8,6 +8,7 @@ import {
   CUSE_RATE_TARGET,
   type CuseTarget,
   type GuestResults,
+  checkLines,
   cuseMarkdown,
   cuseRounds,
   cuseSettingsFromEnv,
@@ -183,6 +184,21 @@ describe('cuseSummary', () => {
     expect(md).toContain("steve 1.0× the fair C server's");
     expect(md).not.toContain('warm-up');
     expect(md).not.toContain('failed');
+  });
+});
+
+describe('checkLines', () => {
+  it("keeps the guest's PASS and FAIL lines and counts them in the report", () => {
+    const lines = checkLines(
+      'PASS fairC-blocking-read-takes-the-token (held 1)\nnoise\nFAIL steve-the-token-is-back: EAGAIN\n\n',
+    );
+    expect(lines).toEqual([
+      'PASS fairC-blocking-read-takes-the-token (held 1)',
+      'FAIL steve-the-token-is-back: EAGAIN',
+    ]);
+    const rates = [1, 2, 3].map(() => ({ fifo: 100, fairC: 10, steve: 9 }));
+    const md = cuseMarkdown(cuseSummary(parseGuestResults(guestJson(rates)), HOST, lines));
+    expect(md).toContain("The guest's checks: 1 of 2 passed.");
   });
 });
 
