@@ -55,7 +55,9 @@ def main(path: str, label: str) -> None:
         result("nonblocking-read-gets-EAGAIN-while-the-token-is-out", out == "EAGAIN", out or "no output")
 
         victim = blocked_reader()
-        if result("read-blocks-while-the-token-is-out", victim is not None, "blocked in read()"):
+        blocks = victim is not None
+        detail = "blocked in read()" if blocks else "never blocked in read() (answered at once?)"
+        if result("read-blocks-while-the-token-is-out", blocks, detail):
             victim.proc.kill()
             killed = time.monotonic()
             try:
