@@ -14,6 +14,7 @@ import {
   waitFor,
 } from './helpers/daemon.js';
 import { writeMakefile } from './helpers/workloads.js';
+import { envWithoutJobserver } from '@steve/test-support';
 
 let daemon: RunningDaemon | null = null;
 const children: ChildProcess[] = [];
@@ -27,11 +28,7 @@ afterEach(async () => {
 
 /** The environment of a user's shell: no jobserver of the test runner's. */
 function shellEnv(control: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, STEVE_CONTROL: control };
-  delete env.MAKEFLAGS;
-  delete env.MFLAGS;
-  delete env.CARGO_MAKEFLAGS;
-  return env;
+  return envWithoutJobserver({ STEVE_CONTROL: control });
 }
 
 function stevie(args: string[], env: NodeJS.ProcessEnv) {

@@ -44,7 +44,7 @@ import { createRequire } from 'node:module';
 import { cpus, homedir, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { processGroupMembers } from '@steve/test-support';
+import { envWithoutJobserver, processGroupMembers } from '@steve/test-support';
 import { execa } from 'execa';
 import {
   type IdleWhileWaiting,
@@ -375,24 +375,9 @@ function resolveTools(workDir: string): Tools {
 
 // ---- one scenario -------------------------------------------------------------------
 
-/** Environment variables that would hand a build some other jobserver. */
-const JOBSERVER_VARIABLES = [
-  'MAKEFLAGS',
-  'MFLAGS',
-  'MAKELEVEL',
-  'CARGO_MAKEFLAGS',
-  'STEVE_JOBSERVER',
-  'STEVE_CONTROL',
-  'EPYTEST_FLAGS',
-  'PYTHONPATH',
-  'RUSTC_WRAPPER',
-];
-
+/** This process's environment without any jobserver (nor a rustc wrapper) a build could pick up. */
 function baseEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(process.env))
-    if (value !== undefined && !JOBSERVER_VARIABLES.includes(name)) env[name] = value;
-  return env;
+  return envWithoutJobserver({}, { alsoDrop: ['RUSTC_WRAPPER'] });
 }
 
 interface BuildSpec {

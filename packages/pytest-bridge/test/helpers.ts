@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { waitFor } from '@steve/test-support';
+import { envWithoutJobserver, waitFor } from '@steve/test-support';
 
 export const PACKAGE = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const REPO = resolve(PACKAGE, '..', '..');
@@ -24,21 +24,12 @@ export function tempDir(prefix = 'pytest-bridge-test-'): string {
 
 /** The environment without any inherited jobserver, plus `extra`. */
 export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of [
-    'MAKEFLAGS',
-    'MFLAGS',
-    'MAKELEVEL',
-    'CARGO_MAKEFLAGS',
-    'STEVE_JOBSERVER',
-    'STEVE_CONTROL',
-    'PYTHONPATH',
-    'EPYTEST_FLAGS',
-  ]) {
-    delete env[name];
-  }
   // Keep the source tree clean, and load plugins only when asked (as epytest does).
-  return { ...env, PYTHONDONTWRITEBYTECODE: '1', PYTEST_DISABLE_PLUGIN_AUTOLOAD: '1', ...extra };
+  return envWithoutJobserver({
+    PYTHONDONTWRITEBYTECODE: '1',
+    PYTEST_DISABLE_PLUGIN_AUTOLOAD: '1',
+    ...extra,
+  });
 }
 
 export interface SuiteOptions {

@@ -26,6 +26,37 @@ const PACKAGE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** The repository's root. */
 const REPO_ROOT = resolve(PACKAGE_DIR, '..', '..');
 
+/**
+ * Variables through which a child would find some other jobserver (the test
+ * runner's own make, a pool from the environment) or steve's control socket,
+ * or load the Python plugin where a test did not ask for it.
+ */
+export const JOBSERVER_ENV_VARIABLES: readonly string[] = [
+  'MAKEFLAGS',
+  'MFLAGS',
+  'MAKELEVEL',
+  'CARGO_MAKEFLAGS',
+  'STEVE_JOBSERVER',
+  'STEVE_CONTROL',
+  'EPYTEST_FLAGS',
+  'PYTHONPATH',
+];
+
+/** `env` (default: this process's) without {@link JOBSERVER_ENV_VARIABLES} and `alsoDrop`, plus `extra`. */
+export function envWithoutJobserver(
+  extra: Record<string, string> = {},
+  {
+    env = process.env,
+    alsoDrop = [],
+  }: { env?: NodeJS.ProcessEnv; alsoDrop?: readonly string[] } = {},
+): Record<string, string> {
+  const dropped = new Set([...JOBSERVER_ENV_VARIABLES, ...alsoDrop]);
+  const kept: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env))
+    if (value !== undefined && !dropped.has(name)) kept[name] = value;
+  return { ...kept, ...extra };
+}
+
 /** Poll `check` (2 ms, doubling to 50 ms) until it gives a value, or fail after the deadline. */
 export async function waitFor<T>(
   what: string,
