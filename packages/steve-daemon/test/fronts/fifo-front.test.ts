@@ -20,7 +20,7 @@ import {
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { SchedulerRecord } from '../../src/core/index.js';
+import type { ProbeSample, SchedulerRecord } from '../../src/core/index.js';
 import { PoolServer, realNow } from '../../src/daemon/pool-server.js';
 import { type RunningFifoFront, startFifoFront } from '../../src/fronts/fifo.js';
 import { type RunningFront, startFuseFront } from '../../src/fronts/fuse.js';
@@ -174,13 +174,18 @@ const clients: Client[] = [];
 const logLines: string[] = [];
 const records: SchedulerRecord[] = [];
 
-function startServer(jobs: number): PoolServer {
+function startServer(
+  jobs: number,
+  limits: { minMemoryAvailableMiB?: number; limitRecheckMs?: number } = {},
+  sample: () => Promise<ProbeSample> = () =>
+    sampleProbes({ load: false, memory: false, pressure: false }),
+): PoolServer {
   server = new PoolServer({
-    config: { jobs },
+    config: { jobs, ...limits },
     services: {
       now: realNow,
       watchPid,
-      sample: () => sampleProbes({ load: false, memory: false, pressure: false }),
+      sample,
       log: (line) => logLines.push(line),
     },
   });
@@ -208,13 +213,20 @@ function client(file: string, how: 'rdwr' | 'split' = 'split'): Client {
  * A client of the core beside the fifo (as another front would be): this
  * process, reading and returning tokens through its own connection.
  */
-function coreHolder(): { take(n: number): Promise<void>; giveBack(n: number): void } {
+function coreHolder(): {
+  take(n: number): Promise<void>;
+  /** A blocking read that waits in the core until `cancel()` interrupts it. */
+  waitThenCancel(): { cancel(): Promise<void> };
+  giveBack(n: number): void;
+} {
   let granted = 0;
+  let refused = 0;
   let nextLocalId = 1;
   const connection = server.connect({
     name: 'test holder',
     reply: (_localId, reply) => {
       if (reply.kind === 'token') granted += 1;
+      if (reply.kind === 'error') refused += 1;
     },
     notifyPoll: () => undefined,
     dropPollHandle: () => undefined,
@@ -235,6 +247,25 @@ function coreHolder(): { take(n: number): Promise<void>; giveBack(n: number): vo
         });
       }
       await waitFor(`${n} token(s) for the holder`, () => granted === wanted);
+    },
+    waitThenCancel() {
+      const localId = nextLocalId++;
+      const requestId = connection.request(localId);
+      connection.event({
+        type: 'read',
+        requestId,
+        fileId,
+        pid: process.pid,
+        blocking: true,
+        sizeBytes: 1,
+      });
+      return {
+        async cancel() {
+          const refusedBefore = refused;
+          connection.event({ type: 'interrupt', requestId });
+          await waitFor('the EINTR', () => refused > refusedBefore);
+        },
+      };
     },
     giveBack(n) {
       connection.event({
@@ -481,6 +512,44 @@ describe('fifo front', () => {
     other.giveBack(2);
     await waitFor('the fifo client to get the free token', () => viaFifo.held === 2, 3000);
     expect(out()).toBe(2);
+    expect(maxOut()).toBeLessThanOrEqual(4);
+  });
+
+  it('under a memory limit, a fifo reader waiting on the empty pipe gets a token once memory is back', async () => {
+    // The builds bench's stall as it happened: the memory limit held the
+    // capacity at --min-jobs, the front declined to ask, the others'
+    // tokens came back, and with nobody waiting in the core no sample was
+    // ever taken again: ninja waited forever (capacity 1, out 0, waiting 0).
+    let memAvailableMiB = 5000;
+    startServer(4, { minMemoryAvailableMiB: 1000, limitRecheckMs: 20 }, async () => ({
+      memAvailableMiB,
+    }));
+    const other = coreHolder();
+    await other.take(2);
+    const front = await startFifo();
+    const viaFifo = client(front.jobserverPath);
+    await viaFifo.opened();
+    await viaFifo.take(1);
+    await waitFor('2 + 1 held, 1 parked', () => front.parkedTokens() === 1 && out() === 4);
+
+    // Memory runs short: a read waiting in the core brings a fresh sample,
+    // the capacity drops to 1; the read gives up (EINTR), and the fifo
+    // client takes the parked token.
+    memAvailableMiB = 500;
+    const waiting = other.waitThenCancel();
+    await waitFor('the capacity to drop', () => server.snapshot().capacity === 1);
+    await waiting.cancel();
+    await viaFifo.take(1);
+    viaFifo.send('r');
+    await waitFor(
+      'the fifo client to block on the empty pipe',
+      () => viaFifo.count('reading') === 3,
+    );
+    // Memory is back and the other client returns both: 2 out of 4.
+    memAvailableMiB = 5000;
+    other.giveBack(2);
+    await waitFor('the fifo client to get a token', () => viaFifo.held === 3, 3000);
+    expect(server.snapshot().capacity).toBe(4);
     expect(maxOut()).toBeLessThanOrEqual(4);
   });
 
