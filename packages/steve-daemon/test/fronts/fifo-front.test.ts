@@ -279,6 +279,22 @@ function coreHolder(): {
   };
 }
 
+/** A -j4 pool used up: 2 tokens held by a core client, 1 by a fifo client, 1 parked in the fifo. */
+async function fullPoolBesideTheFifo(): Promise<{
+  other: ReturnType<typeof coreHolder>;
+  front: RunningFifoFront;
+  viaFifo: Client;
+}> {
+  const other = coreHolder();
+  await other.take(2);
+  const front = await startFifo();
+  const viaFifo = client(front.jobserverPath);
+  await viaFifo.opened();
+  await viaFifo.take(1);
+  await waitFor('2 + 1 held, 1 parked', () => front.parkedTokens() === 1 && out() === 4);
+  return { other, front, viaFifo };
+}
+
 const out = (): number => server.snapshot().out;
 /** The most tokens out any record reported so far. */
 const maxOut = (): number =>
@@ -492,13 +508,7 @@ describe('fifo front', () => {
     // looked again only on its own fifo's events, so tokens that came back
     // from elsewhere once the pool was within it again never reached it.
     startServer(4);
-    const other = coreHolder();
-    await other.take(2);
-    const front = await startFifo();
-    const viaFifo = client(front.jobserverPath);
-    await viaFifo.opened();
-    await viaFifo.take(1);
-    await waitFor('2 + 1 held, 1 parked', () => front.parkedTokens() === 1 && out() === 4);
+    const { other, front, viaFifo } = await fullPoolBesideTheFifo();
 
     // jobs 4 -> 2: 2 over; the parked token goes back (out 3, still 1 over).
     server.event({ type: 'configure', changes: { jobs: 2 } });
@@ -524,13 +534,7 @@ describe('fifo front', () => {
     startServer(4, { minMemoryAvailableMiB: 1000, limitRecheckMs: 20 }, async () => ({
       memAvailableMiB,
     }));
-    const other = coreHolder();
-    await other.take(2);
-    const front = await startFifo();
-    const viaFifo = client(front.jobserverPath);
-    await viaFifo.opened();
-    await viaFifo.take(1);
-    await waitFor('2 + 1 held, 1 parked', () => front.parkedTokens() === 1 && out() === 4);
+    const { other, viaFifo } = await fullPoolBesideTheFifo();
 
     // Memory runs short: a read waiting in the core brings a fresh sample,
     // the capacity drops to 1; the read gives up (EINTR), and the fifo
