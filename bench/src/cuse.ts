@@ -43,6 +43,7 @@ import {
   ratioSummary,
   spread,
 } from './rounds.js';
+import { n, pct, perTargetTable, ratioLine, verdictSentence } from './report-text.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..');
@@ -397,8 +398,6 @@ export async function runCuseBench(
 
 // ---- the report ------------------------------------------------------------
 
-const n = (x: number): string => Math.round(x).toLocaleString('en-US');
-const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
 const f2 = (x: number): string => x.toFixed(2);
 
 function checksText(checks: readonly string[]): string {
@@ -411,10 +410,6 @@ function accelText(accel: string): string {
   if (accel === 'tcg')
     return 'TCG, an emulated CPU (every instruction translated; system calls and context switches far dearer than on hardware)';
   return accel;
-}
-
-function ratioLine(name: string, s: Spread): string {
-  return `${name}: median ${pct(s.median)} (IQR ${pct(s.q1)}–${pct(s.q3)}, min–max ${pct(s.min)}–${pct(s.max)})`;
 }
 
 export function cuseMarkdown(r: CuseBenchResult): string {
@@ -436,19 +431,11 @@ export function cuseMarkdown(r: CuseBenchResult): string {
         `| ${round.round} | ${round.order.map((t) => CUSE_SHORT[t]).join(', ')} | ${CUSE_TARGETS.map((t) => n(round.pairsPerSecond[t])).join(' | ')} | ${pct(round.pairsPerSecond.steve / round.pairsPerSecond.fairC)} | ${pct(round.pairsPerSecond.steve / round.pairsPerSecond.fifo)} |`,
     ),
     '',
-    '| target | median pairs/s | IQR | min–max | server CPU per pair, µs (median, min–max) |',
-    '|---|---:|---:|---:|---:|',
-    ...CUSE_TARGETS.map((t) => {
-      const s = r.perTarget[t];
-      const c = t === 'fifo' ? undefined : r.serverCpuUsPerPair[t];
-      const cpuText =
-        c === undefined ? '—' : `${c.median.toFixed(1)} (${c.min.toFixed(1)}–${c.max.toFixed(1)})`;
-      return `| ${CUSE_LABELS[t]} | ${n(s.median)} | ${n(s.q1)}–${n(s.q3)} | ${n(s.min)}–${n(s.max)} | ${cpuText} |`;
-    }),
+    ...perTargetTable(CUSE_TARGETS, CUSE_LABELS, r.perTarget, r.serverCpuUsPerPair),
     '',
     `Server CPU per pair, medians: steve ${(r.serverCpuUsPerPair.steve.median / r.serverCpuUsPerPair.fairC.median).toFixed(1)}× the fair C server's.`,
     '',
-    `${ratioLine('steve / fair C, per round', v)}; ${v.roundsMeetingTarget} of ${v.n} rounds >= ${pct(v.target)}. Target: median >= ${pct(v.target)}: **${v.verdict}**.`,
+    verdictSentence('steve / fair C, per round', v),
     '',
     ...(r.warmupPairsPerSecond === undefined
       ? []

@@ -57,6 +57,7 @@ import {
   rotation,
   spread,
 } from './rounds.js';
+import { n, pct, perTargetTable, ratioLine, verdictSentence } from './report-text.js';
 
 export type { LatencyStats } from './rounds.js';
 
@@ -784,15 +785,9 @@ export function hintsMeetingBoth(wake: readonly WakeResult[], loaded: boolean): 
 
 // ---- the report ------------------------------------------------------------
 
-const n = (x: number): string => Math.round(x).toLocaleString('en-US');
-const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
 const ms = (x: number): string => x.toFixed(3);
 const load = (xs: readonly number[]): string => xs.map((x) => x.toFixed(2)).join(' / ');
 const loadText = (l: Load): string => `${pct(l.other)} / ${pct(l.steal)}`;
-
-function ratioLine(name: string, s: Spread): string {
-  return `${name}: median ${pct(s.median)} (IQR ${pct(s.q1)}–${pct(s.q3)}, min–max ${pct(s.min)}–${pct(s.max)})`;
-}
 
 function pairsSection(p: PairsPlacementResult): string[] {
   return [
@@ -805,17 +800,9 @@ function pairsSection(p: PairsPlacementResult): string[] {
         `| ${round.round} | ${round.order.map((t) => SHORT[t]).join(', ')} | ${PAIRS_TARGETS.map((t) => n(round.pairsPerSecond[t])).join(' | ')} | ${pct(round.pairsPerSecond.steve / round.pairsPerSecond.fairC)} | ${loadText(round.load)} |`,
     ),
     '',
-    '| target | median pairs/s | IQR | min–max | server CPU per pair, µs (median, min–max) |',
-    '|---|---:|---:|---:|---:|',
-    ...PAIRS_TARGETS.map((t) => {
-      const s = p.perTarget[t];
-      const c = t === 'fifo' ? undefined : p.serverCpuUsPerPair[t];
-      const cpuText =
-        c === undefined ? '—' : `${c.median.toFixed(1)} (${c.min.toFixed(1)}–${c.max.toFixed(1)})`;
-      return `| ${PAIRS_LABELS[t]} | ${n(s.median)} | ${n(s.q1)}–${n(s.q3)} | ${n(s.min)}–${n(s.max)} | ${cpuText} |`;
-    }),
+    ...perTargetTable(PAIRS_TARGETS, PAIRS_LABELS, p.perTarget, p.serverCpuUsPerPair),
     '',
-    `${ratioLine('steve / fair C, per round', p.steveVsFairC)}; ${p.steveVsFairC.roundsMeetingTarget} of ${p.steveVsFairC.n} rounds >= ${pct(p.steveVsFairC.target)}. Target: median >= ${pct(p.steveVsFairC.target)}: **${p.steveVsFairC.verdict}**.`,
+    verdictSentence('steve / fair C, per round', p.steveVsFairC),
     '',
     `${ratioLine('steve / naive C', p.steveVsNaiveC)}; ${ratioLine('fair C / naive C', p.fairCVsNaiveC)}; ${ratioLine('steve / kernel fifo', p.steveVsFifo)}.`,
     '',
