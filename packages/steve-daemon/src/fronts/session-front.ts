@@ -115,7 +115,7 @@ export class SessionFront implements FrontPort {
           sizeBytes,
           uid,
         });
-        return this.takeAnswer(reqId);
+        return this.takeAnswer();
       },
       write: (
         reqId: number,
@@ -132,7 +132,7 @@ export class SessionFront implements FrontPort {
           pid: this.server.threadGroups.processOf(tid),
           sizeBytes,
         });
-        return this.takeAnswer(reqId);
+        return this.takeAnswer();
       },
       poll: (reqId: number, fileId: number, ctx: RequestContext, pollHandleId: number) => {
         this.connection.event({
@@ -165,8 +165,8 @@ export class SessionFront implements FrontPort {
   private answering = -1;
   private answer: number | undefined = undefined;
 
-  private takeAnswer(reqId: number): number | undefined {
-    const answer = this.answering === reqId ? undefined : this.answer;
+  private takeAnswer(): number | undefined {
+    const answer = this.answer;
     this.answering = -1;
     this.answer = undefined;
     return answer;
@@ -174,12 +174,9 @@ export class SessionFront implements FrontPort {
 
   reply(localRequestId: number, reply: Reply): void {
     if (localRequestId === this.answering) {
-      const answer = answerOf(reply);
-      if (answer !== undefined) {
-        this.answer = answer;
-        this.answering = -2; // answered: takeAnswer returns it
-        return;
-      }
+      this.answering = -1;
+      this.answer = answerOf(reply);
+      if (this.answer !== undefined) return;
     }
     const session = this.session;
     if (!session) return;
